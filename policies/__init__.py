@@ -1,0 +1,7 @@
+"""Learners. Each is one module; this table maps an ``--algo`` name to it (loaded lazily)."""
+
+LEARNERS: dict[str, tuple[str, str]] = {
+    # name: ("module:LearnerClass", "module:ConfigDataclass")
+    "sac": ("embodied.policies.sac:SAC", "embodied.policies.sac:SACCfg"),
+    "ppo": ("embodied.policies.ppo:PPO", "embodied.policies.ppo:PPOCfg"),
+}

@@ -1,0 +1,82 @@
+"""What every learner implements, so that one training loop drives them all.
+
+The loop (``embodied.policies.train``) does, for every batched env step::
+
+    action = learner.act(obs)
+    next_obs, reward, terminated, truncated, info = env.step(action)
+    learner.observe(obs, action, reward, info["final_obs"], terminated, truncated)
+    if learner.ready_to_update():
+        metrics = learner.update()
+
+``info["final_obs"]`` is where each env ended up this step (before any autoreset), so
+off-policy learners store correct transitions and on-policy learners bootstrap truncated
+episodes from it. A learner holds no task code.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any
+
+import gymnasium
+import torch
+
+
+class Learner(ABC):
+    """A reinforcement-learning algorithm on the batched env contract."""
+
+    name: str = ""
+    default_num_envs: int = 1
+
+    def __init__(
+        self,
+        cfg: Any,
+        observation_space: gymnasium.Space,
+        action_space: gymnasium.spaces.Box,
+        num_envs: int,
+        device: str | torch.device = "cpu",
+    ) -> None:
+        """``observation_space`` and ``action_space`` are the single-env spaces."""
+        self.cfg = cfg
+        self.observation_space = observation_space
+        self.action_space = action_space
+        self.num_envs = num_envs
+        self.device = torch.device(device)
+
+    @abstractmethod
+    def act(self, obs: Any, deterministic: bool = False) -> torch.Tensor:
+        """Actions (num_envs, action_dim) inside the action space for observations ``obs``."""
+
+    @abstractmethod
+    def observe(
+        self,
+        obs: Any,
+        action: torch.Tensor,
+        reward: torch.Tensor,
+        next_obs: Any,
+        terminated: torch.Tensor,
+        truncated: torch.Tensor,
+    ) -> None:
+        """Record one batched transition (``next_obs`` is ``info["final_obs"]``)."""
+
+    @abstractmethod
+    def ready_to_update(self) -> bool:
+        """Whether enough experience has arrived for :meth:`update`."""
+
+    @abstractmethod
+    def update(self) -> dict[str, float]:
+        """One learning update; returns scalar metrics named like ``losses/actor``."""
+
+    @abstractmethod
+    def state_dict(self) -> dict[str, Any]:
+        """Everything to resume exactly: networks, optimisers, buffers, counters."""
+
+    @abstractmethod
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+    def policy_state_dict(self) -> dict[str, Any]:
+        """The smaller part of the state needed only to act (shipped policies, evaluation)."""
+        return self.state_dict()
+
+    def load_policy_state_dict(self, state: dict[str, Any]) -> None:
+        self.load_state_dict(state)

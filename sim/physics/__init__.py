@@ -1,0 +1,1 @@
+"""Physics backends that tasks build on (MuJoCo by default)."""
