@@ -1,0 +1,170 @@
+"""The ``embodied`` command: list, info, train, eval, demo.
+
+Settings beyond the flags are ``key=value`` overrides after the task id, checked against the
+config dataclasses (a typo fails naming the key):
+
+    embodied train Control/Pendulum-v0 --algo sac --total-steps 20000 algo.lr=1e-3 task.max_torque=2.5
+    embodied train Control/Hopper-v0 --algo ppo adapters.noise.std=0.01 adapters.latency.steps=1
+
+Prefixes: ``task.`` (the task's config), ``algo.`` (the learner's config), ``adapters.`` (the
+sim-to-real adapters); bare keys set the training run itself (``checkpoint_every=5000``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+from embodied.config import ConfigError, parse_overrides
+from embodied.tasks import registry
+
+
+def _split_overrides(pairs: list[str]) -> dict[str, dict[str, Any]]:
+    groups: dict[str, dict[str, Any]] = {"task": {}, "algo": {}, "adapters": {}, "train": {}}
+    for key, value in parse_overrides(pairs).items():
+        head, dot, rest = key.partition(".")
+        if dot and head in ("task", "algo", "adapters"):
+            groups[head][rest] = value
+        else:
+            groups["train"][key] = value
+    return groups
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    rows = [registry.spec(i) for i in registry.list_tasks(args.family)]
+    if args.json:
+        print(json.dumps([s.to_dict() for s in rows], indent=2))
+        return 0
+    header = ("id", "family", "backends", "observations", "max steps")
+    table = [header] + [(s.id, s.family, ",".join(s.backends), ",".join(s.obs_kinds), str(s.max_episode_steps)) for s in rows]
+    widths = [max(len(r[c]) for r in table) for c in range(len(header))]
+    for n, row in enumerate(table):
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+        if n == 0:
+            print("  ".join("-" * w for w in widths))
+    return 0
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    spec = registry.spec(args.task_id)
+    cfg = registry.load_cfg(args.task_id)
+    out = spec.to_dict()
+    out["config"] = dataclasses.asdict(cfg)
+    try:
+        env = registry.make(args.task_id, num_envs=1)
+        out["observation_space"] = str(env.single_observation_space)
+        out["action_space"] = str(env.single_action_space)
+        out["randomizable_params"] = {k: dataclasses.asdict(v) for k, v in env.randomizable_params().items()}
+        env.close()
+    except ModuleNotFoundError as err:
+        out["unavailable"] = str(err)
+    print(json.dumps(out, indent=2, default=str))
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from embodied.config import apply_overrides
+    from embodied.policies.train import TrainCfg, train
+
+    groups = _split_overrides(args.overrides)
+    flags = {"num_envs": args.num_envs, "seed": args.seed, "device": args.device, "total_steps": args.total_steps,
+             "run_dir": args.run_dir}
+    cfg = apply_overrides(TrainCfg(progress=not args.no_progress), {k: v for k, v in flags.items() if v is not None})
+    cfg = apply_overrides(cfg, groups["train"])
+    run_dir = train(args.task_id, args.algo, cfg, groups["task"], groups["algo"], groups["adapters"], resume=args.resume)
+    eval_file = Path(run_dir) / "eval.json"
+    print(f"run folder: {run_dir}")
+    if eval_file.exists():
+        print(eval_file.read_text())
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from embodied.policies.train import evaluate, load_policy
+
+    learner, run = load_policy(args.checkpoint, device=args.device)
+    if args.task_id != run["task_id"]:
+        raise ValueError(f"checkpoint {args.checkpoint} was trained on {run['task_id']}, not {args.task_id}")
+    groups = _split_overrides(args.overrides)
+    summary = evaluate(args.task_id, learner, args.episodes, seed=args.seed, device=args.device, num_envs=args.num_envs,
+                       task_overrides={**run["task_overrides"], **groups["task"]},
+                       adapters={**run["adapters"], **groups["adapters"]})
+    text = json.dumps(summary, indent=2)
+    print(text)
+    if args.output:
+        Path(args.output).write_text(text)
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from embodied.demo import run_demo
+
+    run_demo(episodes=args.episodes)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="embodied", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("list", help="list registered tasks")
+    p.add_argument("--family", help="only this family (Control, Tactile, Nav, Beam)")
+    p.add_argument("--json", action="store_true", help="print JSON for scripts")
+    p.set_defaults(func=cmd_list)
+
+    p = sub.add_parser("info", help="a task's spec, default config, spaces and randomisable parameters")
+    p.add_argument("task_id")
+    p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("train", help="train a learner on a task (the one training loop)",
+                       description="Train ALGO on TASK_ID. Trailing key=value overrides: task.*, algo.*, adapters.*, or a training setting.")
+    p.add_argument("task_id")
+    p.add_argument("--algo", required=True, help="learner: sac, ppo, ...")
+    p.add_argument("--num-envs", type=int, help="parallel envs (default: the learner's)")
+    p.add_argument("--seed", type=int, help="random seed (default 1)")
+    p.add_argument("--device", help="cpu or cuda[:N] (default cpu)")
+    p.add_argument("--total-steps", type=int, help="env steps to train for (default 100000)")
+    p.add_argument("--run-dir", help="output folder (default runs/<task>__<algo>__<seed>__<time>)")
+    p.add_argument("--resume", help="continue the run in this folder (or checkpoint file) exactly where it stopped")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("overrides", nargs="*", help="key=value settings (task.*, algo.*, adapters.*, run settings)")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("eval", help="evaluate a checkpoint; prints a JSON summary")
+    p.add_argument("task_id")
+    p.add_argument("--checkpoint", required=True, help="checkpoint.pt, a run folder, or a shipped policy file")
+    p.add_argument("--episodes", type=int, default=10)
+    p.add_argument("--num-envs", type=int, help="parallel envs (default min(episodes, 16))")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--output", help="also write the JSON summary to this file")
+    p.add_argument("overrides", nargs="*", help="task.* and adapters.* overrides (e.g. adapters.noise.std=0.05)")
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("demo", help="run the shipped trained policies on a task of each family")
+    p.add_argument("--episodes", type=int, default=10)
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return args.func(args)
+    except (KeyError, ValueError, ConfigError, ModuleNotFoundError, FileNotFoundError) as err:
+        message = err.args[0] if isinstance(err, KeyError) and err.args else err
+        print(f"embodied {args.command}: error: {message}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

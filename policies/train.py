@@ -1,0 +1,333 @@
+"""The one training loop, for every learner and every task.
+
+    run_dir = train("Control/Pendulum-v0", "sac", TrainCfg(total_steps=20_000))
+    train(..., resume=run_dir)          # continue a killed run exactly where it left off
+
+The loop builds the task through the registry, wraps it in the sim-to-real adapters the run
+asks for, and drives the learner through the ``Learner`` interface. It logs to TensorBoard
+(CleanRL's tags: ``charts/episodic_return``, ``charts/SPS``, ``losses/*``) in
+``runs/<task>__<algo>__<seed>__<time>/`` with a live progress bar, writes
+``checkpoint.pt`` atomically every ``checkpoint_every`` env steps and on Ctrl-C/SIGTERM, and
+ends with an evaluation written to ``eval.json``. The loop never branches on a task or an
+algorithm: what differs lives in their configs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import signal
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from embodied.config import apply_overrides, to_dict
+from embodied.policies import LEARNERS
+from embodied.policies.base import Learner
+from embodied.policies.checkpoint import load_checkpoint, rng_state, save_checkpoint, seed_everything, set_rng_state
+from embodied.sim.env import BatchedEnv
+from embodied.tasks import registry
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainCfg:
+    """How long and where to train; the task's and the learner's own settings live in their configs."""
+
+    total_steps: int = 100_000
+    """Environment steps to train for, summed over all envs."""
+    num_envs: int = 0
+    """Parallel envs; 0 takes the learner's default (SAC 1, PPO 16)."""
+    seed: int = 1
+    device: str = "cpu"
+    """Torch device for the env and the learner ("cpu", "cuda", "cuda:1")."""
+    torch_threads: int = 1
+    """torch intra-op threads; 1 is fastest for small networks on few cores (OpenMP spin-waits)."""
+    run_dir: str = ""
+    """Output folder; empty: runs/<task>__<algo>__<seed>__<unix time>."""
+    checkpoint_every: int = 10_000
+    """Write checkpoint.pt every this many env steps (0: only at the end)."""
+    log_every: int = 1_000
+    """Log learner metrics every this many env steps."""
+    eval_episodes: int = 10
+    """Episodes of the final deterministic evaluation (0: skip)."""
+    progress: bool = True
+    """Show a progress bar."""
+    tensorboard: bool = True
+
+
+@dataclass
+class RunSpec:
+    """Everything that defines a run; stored in every checkpoint as JSON-ready dicts."""
+
+    task_id: str
+    algo: str
+    train: dict[str, Any]
+    task_overrides: dict[str, Any]
+    learner_cfg: dict[str, Any]
+    adapters: dict[str, Any]
+
+
+def learner_classes(algo: str) -> tuple[type[Learner], type]:
+    if algo not in LEARNERS:
+        raise KeyError(f"unknown algorithm {algo!r}; available: {', '.join(sorted(LEARNERS))}")
+    cls_path, cfg_path = LEARNERS[algo]
+    return registry.load(cls_path), registry.load(cfg_path)
+
+
+def build_env(
+    task_id: str,
+    num_envs: int,
+    device: str,
+    seed: int | None,
+    task_overrides: Mapping[str, Any] | None = None,
+    adapters: Mapping[str, Any] | None = None,
+) -> BatchedEnv:
+    """The task from the registry, wrapped in the sim-to-real adapters named in ``adapters``."""
+    env = registry.make(task_id, num_envs=num_envs, device=device, seed=seed, **dict(task_overrides or {}))
+    if adapters:
+        from embodied.sim2real.adapters import AdaptersCfg, wrap
+
+        env = wrap(env, apply_overrides(AdaptersCfg(), adapters))
+    return env
+
+
+def build_learner(algo: str, env: BatchedEnv, device: str, learner_cfg: Mapping[str, Any] | Any = None) -> Learner:
+    learner_cls, cfg_cls = learner_classes(algo)
+    if not dataclasses.is_dataclass(learner_cfg):
+        learner_cfg = apply_overrides(cfg_cls(), dict(learner_cfg or {}))
+    return learner_cls(learner_cfg, env.single_observation_space, env.single_action_space, env.num_envs, device)
+
+
+def _default_run_dir(task_id: str, algo: str, seed: int) -> Path:
+    return Path("runs") / f"{task_id.replace('/', '_')}__{algo}__{seed}__{int(time.time())}"
+
+
+class _StopRequested(Exception):
+    """Raised by the SIGTERM handler so the loop checkpoints before it exits."""
+
+
+def train(
+    task_id: str,
+    algo: str,
+    cfg: TrainCfg | None = None,
+    task_overrides: Mapping[str, Any] | None = None,
+    learner_overrides: Mapping[str, Any] | None = None,
+    adapters: Mapping[str, Any] | None = None,
+    resume: str | Path | None = None,
+) -> Path:
+    """Train ``algo`` on ``task_id``; returns the run folder (checkpoint.pt, eval.json, TensorBoard).
+
+    With ``resume`` (a run folder or checkpoint file) every setting comes from the checkpoint
+    and training continues bit-identically from its step.
+    """
+    if resume is not None:
+        state = load_checkpoint(resume)
+        run = RunSpec(**state["run"])
+        cfg = apply_overrides(TrainCfg(), run.train)
+        run_dir = Path(resume) if Path(resume).is_dir() else Path(resume).parent
+    else:
+        state = None
+        cfg = cfg or TrainCfg()
+        registry.spec(task_id)  # unknown ids fail before anything is built
+        learner_cls, cfg_cls = learner_classes(algo)
+        learner_cfg = apply_overrides(cfg_cls(), dict(learner_overrides or {}))
+        num_envs = cfg.num_envs or learner_cls.default_num_envs
+        cfg = dataclasses.replace(cfg, num_envs=num_envs)
+        run_dir = Path(cfg.run_dir) if cfg.run_dir else _default_run_dir(task_id, algo, cfg.seed)
+        run = RunSpec(task_id, algo, to_dict(cfg), dict(task_overrides or {}), to_dict(learner_cfg), dict(adapters or {}))
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "run.json").write_text(json.dumps(dataclasses.asdict(run), indent=2))
+
+    torch.set_num_threads(cfg.torch_threads)
+    seed_everything(cfg.seed)
+    env = build_env(run.task_id, cfg.num_envs, cfg.device, cfg.seed, run.task_overrides, run.adapters)
+    learner = build_learner(run.algo, env, cfg.device, run.learner_cfg)
+    global_step, start_step = 0, 0
+    if state is None:
+        obs, _ = env.reset(seed=cfg.seed)
+    else:
+        learner.load_state_dict(state["learner"])
+        env.load_state_dict(state["env"])
+        obs = state["obs"]
+        global_step = start_step = state["global_step"]
+        set_rng_state(state["rng"])
+        log.info("resumed %s at step %d", run_dir, global_step)
+
+    def checkpoint() -> None:
+        save_checkpoint(
+            run_dir / "checkpoint.pt",
+            {
+                "task_id": run.task_id,
+                "algo": run.algo,
+                "run": dataclasses.asdict(run),
+                "learner": learner.state_dict(),
+                "env": env.state_dict(),
+                "obs": obs,
+                "global_step": global_step,
+                "rng": rng_state(),
+            },
+        )
+
+    writer = _summary_writer(run_dir) if cfg.tensorboard else None
+    bar = _progress_bar(cfg, start_step)
+    previous_handler = _install_sigterm_handler()
+    last_log, last_ckpt, t0, recent_returns = global_step, global_step, time.perf_counter(), []
+    try:
+        while global_step < cfg.total_steps:
+            with torch.no_grad():
+                action = learner.act(obs)
+            next_obs, reward, terminated, truncated, info = env.step(action)
+            learner.observe(obs, action, reward, info["final_obs"], terminated, truncated)
+            obs = next_obs
+            global_step += env.num_envs
+            done = terminated | truncated
+            if done.any():
+                returns = info["episode_return"][done].tolist()
+                recent_returns = (recent_returns + returns)[-20:]
+                if writer is not None:
+                    for r, n in zip(returns, info["episode_length"][done].tolist(), strict=True):
+                        writer.add_scalar("charts/episodic_return", r, global_step)
+                        writer.add_scalar("charts/episodic_length", n, global_step)
+            metrics = learner.update() if learner.ready_to_update() else {}
+            if global_step - last_log >= cfg.log_every or global_step >= cfg.total_steps:
+                sps = (global_step - start_step) / max(time.perf_counter() - t0, 1e-9)
+                if writer is not None:
+                    for key, value in metrics.items():
+                        writer.add_scalar(key, value, global_step)
+                    writer.add_scalar("charts/SPS", sps, global_step)
+                if bar is not None:
+                    mean_ret = sum(recent_returns) / len(recent_returns) if recent_returns else float("nan")
+                    bar.set_postfix(ret=f"{mean_ret:.1f}", sps=f"{sps:.0f}")
+                    bar.update(global_step - last_log)
+                last_log = global_step
+            if cfg.checkpoint_every and global_step - last_ckpt >= cfg.checkpoint_every:
+                checkpoint()
+                last_ckpt = global_step
+    except (KeyboardInterrupt, _StopRequested):
+        checkpoint()
+        log.warning("interrupted at step %d; checkpoint written to %s (resume with --resume)", global_step, run_dir)
+        raise
+    finally:
+        signal.signal(signal.SIGTERM, previous_handler) if previous_handler is not None else None
+        if bar is not None:
+            bar.close()
+        if writer is not None:
+            writer.close()
+    checkpoint()
+    if cfg.eval_episodes:
+        summary = evaluate(run.task_id, learner, cfg.eval_episodes, seed=cfg.seed + 10_000, device=cfg.device,
+                           task_overrides=run.task_overrides, adapters=run.adapters)
+        summary["train_steps"] = global_step
+        (run_dir / "eval.json").write_text(json.dumps(summary, indent=2))
+    env.close()
+    return run_dir
+
+
+def evaluate(
+    task_id: str,
+    learner: Learner,
+    episodes: int = 10,
+    seed: int = 0,
+    device: str = "cpu",
+    num_envs: int | None = None,
+    deterministic: bool = True,
+    task_overrides: Mapping[str, Any] | None = None,
+    adapters: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Run ``episodes`` full episodes and summarise returns, lengths and success (if the task reports it)."""
+    # Each env contributes the same number of episodes, so short episodes are not over-counted.
+    num_envs = num_envs or min(episodes, 16)
+    quota = -(-episodes // num_envs)
+    env = build_env(task_id, num_envs, device, seed, task_overrides, adapters)
+    obs, _ = env.reset(seed=seed)
+    counts = torch.zeros(num_envs, dtype=torch.long, device=env.device)
+    returns: list[float] = []
+    lengths: list[int] = []
+    successes: list[float] = []
+    while bool((counts < quota).any()):
+        with torch.no_grad():
+            action = learner.act(obs, deterministic=deterministic)
+        obs, _, terminated, truncated, info = env.step(action)
+        done = (terminated | truncated) & (counts < quota)
+        if done.any():
+            counts += done.long()
+            returns += info["episode_return"][done].tolist()
+            lengths += info["episode_length"][done].tolist()
+            if "success" in info:
+                successes += info["success"][done].float().tolist()
+    env.close()
+    returns, lengths = returns[:episodes], lengths[:episodes]
+    mean = sum(returns) / len(returns)
+    summary: dict[str, Any] = {
+        "task_id": task_id,
+        "algo": learner.name,
+        "episodes": len(returns),
+        "return_mean": mean,
+        "return_std": (sum((r - mean) ** 2 for r in returns) / len(returns)) ** 0.5,
+        "return_min": min(returns),
+        "return_max": max(returns),
+        "length_mean": sum(lengths) / len(lengths),
+        "returns": returns,
+    }
+    if successes:
+        summary["success_rate"] = sum(successes[:episodes]) / len(successes[:episodes])
+    return summary
+
+
+def load_policy(path: str | Path, device: str = "cpu") -> tuple[Learner, dict[str, Any]]:
+    """A learner ready to act, from a training checkpoint or a shipped policy file."""
+    state = load_checkpoint(path, map_location=device)
+    run = RunSpec(**state["run"])
+    env = build_env(run.task_id, 1, device, 0, run.task_overrides, run.adapters)
+    learner = build_learner(run.algo, env, device, run.learner_cfg)
+    env.close()
+    if state.get("policy_only"):
+        learner.load_policy_state_dict(state["learner"])
+    else:
+        learner.load_state_dict(state["learner"])
+    return learner, dataclasses.asdict(run)
+
+
+def export_policy(checkpoint_path: str | Path, out_path: str | Path) -> Path:
+    """Write a small policy-only file (no replay buffer, optimiser or env state) from a checkpoint."""
+    state = load_checkpoint(checkpoint_path)
+    learner, run = load_policy(checkpoint_path)
+    return save_checkpoint(
+        out_path,
+        {"task_id": state["task_id"], "algo": state["algo"], "run": run, "policy_only": True,
+         "learner": learner.policy_state_dict(), "global_step": state.get("global_step", 0)},
+    )
+
+
+# ---------------------------------------------------------------------- plumbing
+def _summary_writer(run_dir: Path) -> Any:
+    from torch.utils.tensorboard import SummaryWriter
+
+    return SummaryWriter(str(run_dir))
+
+
+def _progress_bar(cfg: TrainCfg, start: int) -> Any:
+    if not cfg.progress:
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=cfg.total_steps, initial=start, unit="step", dynamic_ncols=True)
+
+
+def _install_sigterm_handler() -> Any:
+    """Turn SIGTERM into an exception so a killed job checkpoints first (main thread only)."""
+
+    def handler(signum: int, frame: Any) -> None:
+        raise _StopRequested(f"signal {signum}")
+
+    try:
+        return signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not in the main thread
+        return None
