@@ -22,7 +22,8 @@ def test_matches_gymnasium_pendulum_step_for_step():
         env.theta[0], env.theta_dot[0] = float(ref.state[0]), float(ref.state[1])
         action = rng.uniform(-2.5, 2.5, size=(1,)).astype(np.float32)  # also outside the bounds: both clip
         ref_obs, ref_reward, *_ = ref.step(action)
-        obs, reward, *_ = env.step(torch.as_tensor(action).reshape(1, 1))
+        _, reward, _, _, info = env.step(torch.as_tensor(action).reshape(1, 1))
+        obs = info["final_obs"]  # the 200th step truncates and autoresets
         np.testing.assert_allclose(obs[0].numpy(), ref_obs, atol=2e-5)
         np.testing.assert_allclose(float(reward[0]), ref_reward, rtol=1e-5, atol=1e-5)
 
