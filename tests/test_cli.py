@@ -1,0 +1,50 @@
+"""The `embodied` command: every subcommand runs, and bad input exits 2 with a clear message."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from embodied.cli import main
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "embodied.cli", *args], capture_output=True, text=True)
+
+
+def test_list_prints_a_table_and_json(capsys):
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[0].split()[:2] == ["id", "family"]
+    assert "Control/Pendulum-v0" in out
+    assert main(["list", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert {"id", "family", "backends", "obs_kinds", "max_episode_steps"} <= rows[0].keys()
+
+
+def test_info_shows_config_spaces_and_randomisable_params(capsys):
+    assert main(["info", "Control/Pendulum-v0"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["config"]["max_torque"] == 2.0
+    assert "mass" in info["randomizable_params"]
+
+
+def test_unknown_id_exits_2_and_suggests(capsys):
+    assert main(["info", "Control/Pendulm-v0"]) == 2
+    assert "Did you mean 'Control/Pendulum-v0'" in capsys.readouterr().err
+
+
+def test_unknown_algo_and_bad_override_exit_2(capsys, tmp_path):
+    assert main(["train", "Control/Pendulum-v0", "--algo", "dqn", "--run-dir", str(tmp_path)]) == 2
+    assert "unknown algorithm 'dqn'" in capsys.readouterr().err
+    assert main(["train", "Control/Pendulum-v0", "--algo", "sac", "--run-dir", str(tmp_path), "algo.lrr=1"]) == 2
+    assert "unknown config key 'lrr'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", ["list", "info", "train", "eval", "demo"])
+def test_every_subcommand_has_help(command):
+    out = run_cli(command, "--help")
+    assert out.returncode == 0 and "usage: embodied" in out.stdout
