@@ -109,9 +109,6 @@ def _default_run_dir(task_id: str, algo: str, seed: int) -> Path:
     return Path("runs") / f"{task_id.replace('/', '_')}__{algo}__{seed}__{int(time.time())}"
 
 
-class _StopRequested(Exception):
-    """Raised by the SIGTERM handler so the loop checkpoints before it exits."""
-
 
 def train(
     task_id: str,
@@ -177,7 +174,7 @@ def train(
 
     writer = _summary_writer(run_dir) if cfg.tensorboard else None
     bar = _progress_bar(cfg, start_step)
-    previous_handler = _install_sigterm_handler()
+    stop = _StopSignals()
     last_log, last_ckpt, t0, recent_returns = global_step, global_step, time.perf_counter(), []
     try:
         while global_step < cfg.total_steps:
@@ -210,12 +207,13 @@ def train(
             if cfg.checkpoint_every and global_step - last_ckpt >= cfg.checkpoint_every:
                 checkpoint()
                 last_ckpt = global_step
-    except (KeyboardInterrupt, _StopRequested):
-        checkpoint()
-        log.warning("interrupted at step %d; checkpoint written to %s (resume with --resume)", global_step, run_dir)
-        raise
+            if stop.requested:
+                # Stop only between steps, so the checkpoint is a consistent state to resume from.
+                checkpoint()
+                log.warning("stopped by signal at step %d; checkpoint in %s (resume with --resume)", global_step, run_dir)
+                raise KeyboardInterrupt
     finally:
-        signal.signal(signal.SIGTERM, previous_handler) if previous_handler is not None else None
+        stop.restore()
         if bar is not None:
             bar.close()
         if writer is not None:
@@ -321,13 +319,23 @@ def _progress_bar(cfg: TrainCfg, start: int) -> Any:
     return tqdm(total=cfg.total_steps, initial=start, unit="step", dynamic_ncols=True)
 
 
-def _install_sigterm_handler() -> Any:
-    """Turn SIGTERM into an exception so a killed job checkpoints first (main thread only)."""
+class _StopSignals:
+    """SIGINT/SIGTERM set a flag the loop checks between steps; a second signal stops at once."""
 
-    def handler(signum: int, frame: Any) -> None:
-        raise _StopRequested(f"signal {signum}")
+    def __init__(self) -> None:
+        self.requested = False
+        self.previous: dict[int, Any] = {}
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            try:
+                self.previous[signum] = signal.signal(signum, self._handle)
+            except ValueError:  # not in the main thread: leave signals alone
+                pass
 
-    try:
-        return signal.signal(signal.SIGTERM, handler)
-    except ValueError:  # not in the main thread
-        return None
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def restore(self) -> None:
+        for signum, handler in self.previous.items():
+            signal.signal(signum, handler)
