@@ -141,6 +141,8 @@ class ActionLimiter:
             hi = torch.minimum(self.high, prev + self.max_delta)
             limited = torch.minimum(torch.maximum(bounded, lo), hi)
             limited = self._exact_rate_limit(limited, prev)
+            # An element already within max_delta is left exactly as it is.
+            limited = torch.where((bounded - prev).abs() <= self.max_delta, bounded, limited)
             out = torch.where(has_prev.reshape(row), limited, bounded)
         report = {
             "nonfinite": nonfinite,
