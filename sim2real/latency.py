@@ -9,8 +9,9 @@ including a partial ``reset(env_ids=...)``, or an autoreset, seen through
 ``terminated | truncated``) its queue is refilled with the *initial action*:
 
 - ``"zero"``: zeros, so the first ``steps`` actions of an episode apply zero;
-- ``"hold"``: the action that env applied last (zero before its first step), the way a real
-  actuator keeps its last command until a new one arrives.
+- ``"hold"``: the action this wrapper last passed on for that env (zero before its first step;
+  the safety layer inside may still limit it), the way a real actuator keeps its last command
+  until a new one arrives.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ class LatencyCfg:
     steps: int = 1
     """Delay in primitive env steps; 0 passes actions through (handy in sweeps)."""
     initial_action: Literal["zero", "hold"] = "zero"
-    """What fills an env's queue when its episode starts: zeros, or the action it applied last."""
+    """What fills an env's queue when its episode starts: zeros, or the action it last passed on."""
 
 
 class ActionLatency(BatchedWrapper):

@@ -8,6 +8,7 @@ reference is the same task made with the same seed: the adapters that draw rando
 from __future__ import annotations
 
 import copy
+import json
 import math
 import time
 from typing import Any
@@ -304,6 +305,14 @@ def test_noise_dropout(task_id, fill):
         total += int(changed.sum())
         prev = obs
     assert abs(lost / total - p) < 0.03
+
+
+def test_noise_partial_reset_keeps_the_other_envs_readings():
+    env = ObservationNoise(make("Control/Pendulum-v0"), NoiseCfg(std=0.1, bias_std=0.1))
+    env.reset(seed=0)
+    obs, *_ = env.step(torch.zeros(4, 1))
+    after, _ = env.reset(env_ids=torch.tensor([1]))
+    assert torch.equal(after[[0, 2, 3]], obs[[0, 2, 3]]) and not torch.equal(after[1], obs[1])
 
 
 def test_noise_is_reproducible_with_the_reset_seed():
@@ -710,6 +719,7 @@ def test_wrap_applies_adapters_in_the_documented_order():
         "DomainRandomization", "ActionSafety", "ActionLatency", "DecisionRate", "ObservationNoise"
     ]
     assert description["adapter_cfgs"]["latency"] == {"steps": 2, "initial_action": "hold"}
+    json.dumps(description)
     assert wrapped.unwrapped is env
 
 
