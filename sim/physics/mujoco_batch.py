@@ -97,8 +97,10 @@ class MujocoBatch:
         m, n = self.model, self.num_envs
         self.body_ids = np.array([m.body(name).id for name in body_names], dtype=np.int64)
         self.ctrl = np.zeros((n, m.nu))
-        self.qpos = np.zeros((n, m.nq))
-        self.qvel = np.zeros((n, m.nv))
+        self.state_vector = np.zeros((n, m.nq + m.nv))
+        """qpos and qvel side by side, as Gymnasium's ``state_vector()``; ``qpos`` and ``qvel`` are views of it."""
+        self.qpos = self.state_vector[:, : m.nq]
+        self.qvel = self.state_vector[:, m.nq :]
         self.xpos = np.zeros((n, len(self.body_ids), 3))
         """World positions of ``body_names``, as MuJoCo last computed them (in the last substep)."""
         self.scales = {name: np.ones(n) for name in PARAM_SETTERS}
@@ -108,7 +110,7 @@ class MujocoBatch:
         threads = min(max(1, int(num_threads)), n // self.min_envs_per_thread)
         bounds = np.linspace(0, n, max(threads, 1) + 1).astype(int)
         self._chunks = [(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
-        self._pool = ThreadPoolExecutor(len(self._chunks), "mujoco") if len(self._chunks) > 1 else None
+        self._pool = ThreadPoolExecutor(len(self._chunks) - 1, "mujoco") if len(self._chunks) > 1 else None
         for i in range(n):
             self._gather(i)
 
@@ -118,8 +120,12 @@ class MujocoBatch:
         self.ctrl[:] = ctrl
         if self._pool is None:
             self._step_range(0, self.num_envs)
-        else:
-            list(self._pool.map(self._step_range, *zip(*self._chunks, strict=True)))
+            return
+        # The calling thread steps the first slice itself while the pool steps the others.
+        futures = [self._pool.submit(self._step_range, a, b) for a, b in self._chunks[1:]]
+        self._step_range(*self._chunks[0])
+        for future in futures:
+            future.result()
 
     def _step_range(self, start: int, stop: int) -> None:
         models, datas, ctrl, nstep = self.models, self.datas, self.ctrl, self.frame_skip
@@ -170,7 +176,7 @@ class MujocoBatch:
         physics = np.empty((self.num_envs, self._state_size))
         for i, (model, data) in enumerate(zip(self.models, self.datas, strict=True)):
             mujoco.mj_getState(model, data, physics[i], INTEGRATION_STATE)
-        state = {"physics": physics, "qpos": self.qpos.copy(), "qvel": self.qvel.copy(), "xpos": self.xpos.copy()}
+        state = {"physics": physics, "state_vector": self.state_vector.copy(), "xpos": self.xpos.copy()}
         state.update({f"scale/{name}": v.copy() for name, v in self.scales.items()})
         return state
 
@@ -186,8 +192,7 @@ class MujocoBatch:
                 self.set_scales(name, changed, values[changed])
         for i, (model, data) in enumerate(zip(self.models, self.datas, strict=True)):
             mujoco.mj_setState(model, data, physics[i], INTEGRATION_STATE)
-        self.qpos[:] = state["qpos"]
-        self.qvel[:] = state["qvel"]
+        self.state_vector[:] = state["state_vector"]
         self.xpos[:] = state["xpos"]
 
     # ------------------------------------------------------------------ rendering

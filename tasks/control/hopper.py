@@ -18,6 +18,7 @@ Success
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -62,6 +63,20 @@ class HopperEnv(MujocoTask):
     }
     camera = {"track_body": "torso", "distance": 3.0, "elevation": -20.0, "azimuth": 90.0}
 
+    def __init__(self, cfg: HopperCfg, **kwargs: Any) -> None:
+        super().__init__(cfg, **kwargs)
+        # Healthy iff low < state_vector[:, 1:] < high in every column: the torso height (z range),
+        # the torso angle (angle range and state range), the other joints and the velocities
+        # (state range). One comparison per side, the same result as Gymnasium's three checks.
+        size = self.sim.model.nq + self.sim.model.nv - 1
+        state_low, state_high = cfg.healthy_state_range
+        low = torch.full((size,), state_low, dtype=torch.float64)
+        high = torch.full((size,), state_high, dtype=torch.float64)
+        low[0], high[0] = cfg.healthy_z_range
+        low[1] = max(state_low, cfg.healthy_angle_range[0])
+        high[1] = min(state_high, cfg.healthy_angle_range[1])
+        self._healthy_low, self._healthy_high = low.to(self.device), high.to(self.device)
+
     def _apply_action(self, action: torch.Tensor) -> None:
         self._x_before = self.qpos[:, 0].clone()
         super()._apply_action(action)
@@ -73,14 +88,9 @@ class HopperEnv(MujocoTask):
         return torch.cat([position, velocity], dim=-1).float()
 
     def is_healthy(self) -> torch.Tensor:
-        """(num_envs,) bool: every state value, the torso height and its angle within their healthy ranges."""
-        c, qpos = self.cfg, self.qpos
-
-        def inside(x: torch.Tensor, bounds: tuple[float, float]) -> torch.Tensor:
-            return (bounds[0] < x) & (x < bounds[1])
-
-        state_ok = inside(torch.cat([qpos[:, 2:], self.qvel], dim=-1), c.healthy_state_range).all(-1)
-        return state_ok & inside(qpos[:, 1], c.healthy_z_range) & inside(qpos[:, 2], c.healthy_angle_range)
+        """(num_envs,) bool: the torso height and angle and every other state value within their healthy ranges."""
+        state = self.state_vector[:, 1:]
+        return ((self._healthy_low < state) & (state < self._healthy_high)).all(-1)
 
     def _reward_and_termination(self, action: torch.Tensor) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
         c = self.cfg

@@ -65,6 +65,7 @@ class MujocoTask(BatchedEnv):
         self.init_qpos = torch.as_tensor(self.sim.init_qpos, device=self.device)
         self.init_qvel = torch.as_tensor(self.sim.init_qvel, device=self.device)
         # CPU tensors sharing memory with the simulator's gathered arrays (updated in place).
+        self._state_vector = torch.from_numpy(self.sim.state_vector)
         self._qpos = torch.from_numpy(self.sim.qpos)
         self._qvel = torch.from_numpy(self.sim.qvel)
         self._xpos = torch.from_numpy(self.sim.xpos)
@@ -76,6 +77,11 @@ class MujocoTask(BatchedEnv):
         )
 
     # ------------------------------------------------------------------ state the tasks read
+    @property
+    def state_vector(self) -> torch.Tensor:
+        """qpos and qvel side by side (num_envs, nq + nv), float64. On CPU a live view: clone it to keep it."""
+        return self._state_vector.to(self.device)
+
     @property
     def qpos(self) -> torch.Tensor:
         """Joint positions (num_envs, nq), float64. On CPU a live view: clone it to keep it."""
