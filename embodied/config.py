@@ -121,6 +121,16 @@ def _accepts_str(tp: Any) -> bool:
     return False
 
 
+def _dataclass_type(tp: Any) -> Any:
+    """The dataclass in ``tp`` (``X`` or ``X | None``), or None."""
+    if dataclasses.is_dataclass(tp):
+        return tp
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        found = [a for a in typing.get_args(tp) if dataclasses.is_dataclass(a)]
+        return found[0] if len(found) == 1 else None
+    return None
+
+
 def apply_overrides(cfg: T, overrides: Mapping[str, Any], prefix: str = "") -> T:
     """Return a copy of dataclass ``cfg`` with ``overrides`` applied and type-checked.
 
@@ -139,13 +149,15 @@ def apply_overrides(cfg: T, overrides: Mapping[str, Any], prefix: str = "") -> T
                 f" valid keys: {', '.join(names)}"
             )
         if rest:
-            if not dataclasses.is_dataclass(hints[head]):
+            if _dataclass_type(hints[head]) is None:
                 raise ConfigError(f"config key {prefix + head!r} has no sub-keys (got {prefix + raw_key!r})")
             nested.setdefault(head, {})[rest] = value
         else:
             changes[head] = coerce(value, hints[head], prefix + head)
     for head, sub in nested.items():
         base = changes.get(head, getattr(cfg, head))
+        if base is None:  # an optional section that is off: switch it on with its defaults
+            base = _dataclass_type(hints[head])()
         changes[head] = apply_overrides(base, sub, prefix=f"{prefix}{head}.")
     return dataclasses.replace(cfg, **changes)  # type: ignore[type-var]
 

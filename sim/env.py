@@ -276,6 +276,14 @@ class BatchedWrapper(BatchedEnv):
     def unwrapped(self) -> BatchedEnv:
         return self.env.unwrapped
 
+    @property
+    def max_episode_steps(self) -> int:  # type: ignore[override]
+        return self.env.max_episode_steps
+
+    @max_episode_steps.setter
+    def max_episode_steps(self, value: int) -> None:
+        self.env.max_episode_steps = value
+
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None, env_ids: torch.Tensor | None = None):
         return self.env.reset(seed=seed, options=options, env_ids=env_ids)
 

@@ -731,7 +731,6 @@ def test_adapters_cfg_takes_overrides():
         apply_overrides(AdaptersCfg(), {"noize": {"std": 0.01}})
 
 
-@pytest.mark.xfail(strict=True, reason="embodied.config cannot yet set sub-keys of an optional (None) dataclass field")
 def test_adapters_cfg_takes_dotted_overrides():
     cfg = apply_overrides(AdaptersCfg(), {"noise.std": 0.01, "latency.steps": 2})
     assert cfg.noise == NoiseCfg(std=0.01) and cfg.latency == LatencyCfg(steps=2)
