@@ -33,8 +33,9 @@ INTEGRATION_STATE = int(mujoco.mjtState.mjSTATE_INTEGRATION)
 
 RENDER_HELP = (
     "MuJoCo offscreen rendering needs an OpenGL backend. On a headless Linux machine set "
-    "MUJOCO_GL=egl before mujoco is first imported and install the Debian packages "
-    "libegl1 libegl-mesa0 libgl1-mesa-dri (or MUJOCO_GL=osmesa with libosmesa6)."
+    "MUJOCO_GL=egl before mujoco is first imported (importing embodied.sim.physics.mujoco_batch "
+    "first does it) and install the Debian packages libegl1 libegl-mesa0 libgl1-mesa-dri "
+    "(or use MUJOCO_GL=osmesa with libosmesa6)."
 )
 
 
@@ -196,19 +197,38 @@ class MujocoBatch:
         self.xpos[:] = state["xpos"]
 
     # ------------------------------------------------------------------ rendering
-    def render(self, env_id: int, width: int, height: int, camera: mujoco.MjvCamera | int | str = -1) -> np.ndarray:
-        """An RGB image (height, width, 3) uint8 of env ``env_id`` in its current state."""
+    def render(self, env_id: int, width: int, height: int, camera: dict[str, Any] | None = None) -> np.ndarray:
+        """An RGB image (height, width, 3) uint8 of env ``env_id`` in its current state.
+
+        ``camera`` sets MuJoCo's free camera: ``track_body`` (a body name to follow),
+        ``lookat``, ``distance``, ``elevation``, ``azimuth``; unset ones keep MuJoCo's defaults.
+        """
         try:
             renderer = self._get_renderer(width, height)
         except Exception as err:
-            backend = os.environ.get("MUJOCO_GL", "<unset>")
-            raise RuntimeError(f"{RENDER_HELP} (MUJOCO_GL={backend}; error: {err})") from err
+            loaded = getattr(getattr(mujoco, "GLContext", None), "__module__", "none")
+            raise RuntimeError(
+                f"{RENDER_HELP} (MUJOCO_GL={os.environ.get('MUJOCO_GL', '<unset>')}, context {loaded}; {err})"
+            ) from err
         # Render a copy brought up to date with mj_forward, so the simulation itself is untouched.
         view = self._scratch
         mujoco.mj_copyData(view, self.model, self.datas[env_id])
         mujoco.mj_forward(self.models[env_id], view)
-        renderer.update_scene(view, camera=camera)
+        renderer.update_scene(view, camera=self._camera(camera or {}))
         return renderer.render().copy()
+
+    def _camera(self, settings: dict[str, Any]) -> mujoco.MjvCamera:
+        cam = mujoco.MjvCamera()
+        mujoco.mjv_defaultFreeCamera(self.model, cam)
+        settings = dict(settings)
+        if "track_body" in settings:
+            cam.type = mujoco.mjtCamera.mjCAMERA_TRACKING
+            cam.trackbodyid = self.model.body(settings.pop("track_body")).id
+        if "lookat" in settings:
+            cam.lookat[:] = settings.pop("lookat")
+        for key, value in settings.items():
+            setattr(cam, key, value)
+        return cam
 
     def _get_renderer(self, width: int, height: int) -> mujoco.Renderer:
         r = self._renderer

@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import gymnasium
-import mujoco
 import numpy as np
 import torch
 
@@ -51,8 +50,7 @@ class MujocoTask(BatchedEnv):
     param_ranges: dict[str, tuple[float, float]] = {}
     """Randomisable parameters (keys of ``mujoco_batch.PARAM_SETTERS``, nominal 1.0) and their widest range."""
     camera: dict[str, Any] = {}
-    """Render camera: ``track_body``, ``distance``, ``elevation``, ``azimuth``, ``lookat``
-    (unset ones keep MuJoCo's default free camera)."""
+    """Render camera settings (see ``MujocoBatch.render``)."""
 
     def __init__(self, cfg: TaskCfg, **kwargs: Any) -> None:
         super().__init__(cfg, **kwargs)
@@ -148,20 +146,7 @@ class MujocoTask(BatchedEnv):
         self.sim.set_state({name: torch.as_tensor(value).cpu().numpy() for name, value in state.items()})
 
     def _render_env(self, env_id: int, width: int, height: int) -> np.ndarray:
-        return self.sim.render(env_id, width, height, camera=self._make_camera())
-
-    def _make_camera(self) -> mujoco.MjvCamera:
-        model, cam = self.sim.model, mujoco.MjvCamera()
-        mujoco.mjv_defaultFreeCamera(model, cam)
-        settings = dict(self.camera)
-        if "track_body" in settings:
-            cam.type = mujoco.mjtCamera.mjCAMERA_TRACKING
-            cam.trackbodyid = model.body(settings.pop("track_body")).id
-        if "lookat" in settings:
-            cam.lookat[:] = settings.pop("lookat")
-        for key, value in settings.items():
-            setattr(cam, key, value)
-        return cam
+        return self.sim.render(env_id, width, height, camera=self.camera)
 
     def close(self, **kwargs: Any) -> None:
         self.sim.close()
