@@ -55,17 +55,13 @@ class HalfCheetahEnv(MujocoTask):
         noise = torch.randn((n, model.nv), generator=self.generator, dtype=torch.float64, device=self.device)
         return qpos, self.init_qvel + scale * noise
 
-    def _apply_action(self, action: torch.Tensor) -> None:
-        self._x_before = self.qpos[:, 0].clone()
-        super()._apply_action(action)
-
     def _observe(self) -> torch.Tensor:
         position = self.qpos[:, 1:] if self.cfg.exclude_current_positions_from_observation else self.qpos
         return torch.cat([position, self.qvel], dim=-1).float()
 
     def _reward_and_termination(self, action: torch.Tensor) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
         c = self.cfg
-        x_velocity = (self.qpos[:, 0] - self._x_before) / self.dt
+        x_velocity = (self.qpos[:, 0] - self.qpos_before[:, 0]) / self.dt
         terms = {
             "forward": (c.forward_reward_weight * x_velocity).float(),
             "ctrl_cost": -c.ctrl_cost_weight * self._ctrl_square(action),

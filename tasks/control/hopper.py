@@ -77,10 +77,6 @@ class HopperEnv(MujocoTask):
         high[1] = min(state_high, cfg.healthy_angle_range[1])
         self._healthy_low, self._healthy_high = low.to(self.device), high.to(self.device)
 
-    def _apply_action(self, action: torch.Tensor) -> None:
-        self._x_before = self.qpos[:, 0].clone()
-        super()._apply_action(action)
-
     def _observe(self) -> torch.Tensor:
         c = self.cfg
         position = self.qpos[:, 1:] if c.exclude_current_positions_from_observation else self.qpos
@@ -94,7 +90,7 @@ class HopperEnv(MujocoTask):
 
     def _reward_and_termination(self, action: torch.Tensor) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
         c = self.cfg
-        x_velocity = (self.qpos[:, 0] - self._x_before) / self.dt
+        x_velocity = (self.qpos[:, 0] - self.qpos_before[:, 0]) / self.dt
         healthy = self.is_healthy()
         terms = {
             "forward": (c.forward_reward_weight * x_velocity).float(),

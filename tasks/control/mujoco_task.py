@@ -67,6 +67,8 @@ class MujocoTask(BatchedEnv):
         self._qpos = torch.from_numpy(self.sim.qpos)
         self._qvel = torch.from_numpy(self.sim.qvel)
         self._xpos = torch.from_numpy(self.sim.xpos)
+        self.qpos_before = self.qpos.clone()
+        """qpos at the start of the last step (for velocities by finite difference, as Gymnasium's rewards)."""
         low, high = model.actuator_ctrlrange.astype(np.float32).T
         obs_dim = self._observe().shape[-1]
         self._set_spaces(
@@ -121,6 +123,7 @@ class MujocoTask(BatchedEnv):
         self.sim.reset(ids, qpos, qvel)
 
     def _apply_action(self, action: torch.Tensor) -> None:
+        self.qpos_before.copy_(self.qpos)
         self.sim.step(action.detach().cpu().numpy())
 
     def _ctrl_square(self, action: torch.Tensor) -> torch.Tensor:
