@@ -66,7 +66,7 @@ def check_batched_env(env: BatchedEnv, steps: int = 8) -> None:
     saved_limit = env.max_episode_steps
     env.max_episode_steps = 3
     env.reset(seed=1)
-    for step in range(3):
+    for _ in range(3):
         obs, _, terminated, truncated, info = env.step(env.random_action())
     done = terminated | truncated
     assert done.all(), f"{tid}: all envs should be done after max_episode_steps"
