@@ -174,7 +174,7 @@ class BatchedEnv(gymnasium.vector.VectorEnv):
         action = self.check_action(actions)
         self._apply_action(action)
         terms, terminated = self._reward_and_termination(action)
-        reward = torch.stack(list(terms.values())).sum(0) if terms else torch.zeros(self.num_envs, device=self.device)
+        reward = sum(terms.values()) if terms else torch.zeros(self.num_envs, device=self.device)
         self.episode_return += reward
         self.episode_length += 1
         truncated = (self.episode_length >= self.max_episode_steps) & ~terminated
@@ -197,20 +197,18 @@ class BatchedEnv(gymnasium.vector.VectorEnv):
         expected = (self.num_envs, *self.single_action_space.shape)
         if tuple(action.shape) != expected:
             raise ValueError(f"{self.task_id}: action has shape {tuple(action.shape)}, expected {expected} (num_envs, action_dim)")
-        finite = torch.isfinite(action).reshape(self.num_envs, -1).all(1)
-        if not finite.all():
-            bad = (~finite).nonzero().squeeze(-1).tolist()
+        # Few torch ops on the common path: this runs every step, and at small batches op overhead dominates.
+        if not bool(torch.isfinite(action).all()):
+            bad = (~torch.isfinite(action)).reshape(self.num_envs, -1).any(1).nonzero().squeeze(-1).tolist()
             raise ValueError(f"{self.task_id}: action contains NaN or inf in envs {bad}")
-        outside = (action < self.action_low) | (action > self.action_high)
-        if outside.any():
-            if self.cfg.out_of_bounds_actions == "error":
-                bad = outside.reshape(self.num_envs, -1).any(1).nonzero().squeeze(-1).tolist()
-                raise ValueError(
-                    f"{self.task_id}: action outside the action space [{self.single_action_space.low}, "
-                    f"{self.single_action_space.high}] in envs {bad} (out_of_bounds_actions='error')"
-                )
-            action = torch.minimum(torch.maximum(action, self.action_low), self.action_high)
-        return action
+        clipped = torch.clamp(action, self.action_low, self.action_high)
+        if self.cfg.out_of_bounds_actions == "error" and not torch.equal(clipped, action):
+            bad = (clipped != action).reshape(self.num_envs, -1).any(1).nonzero().squeeze(-1).tolist()
+            raise ValueError(
+                f"{self.task_id}: action outside the action space [{self.single_action_space.low}, "
+                f"{self.single_action_space.high}] in envs {bad} (out_of_bounds_actions='error')"
+            )
+        return clipped
 
     def random_action(self) -> torch.Tensor:
         """Uniform random actions within the action space, (num_envs, *action_shape)."""
