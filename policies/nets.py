@@ -9,6 +9,7 @@ CPU with small batches).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import gymnasium
 import numpy as np
@@ -68,14 +69,20 @@ def mlp(
     return nn.Sequential(*layers)
 
 
-# ---------------------------------------------------------------------------- SAC
+def mlp_forward(
+    linears: list[nn.Linear], x: torch.Tensor, activation_: Callable[[torch.Tensor], torch.Tensor] = torch.relu_
+) -> torch.Tensor:
+    """An :func:`mlp` evaluated directly on its linear layers (fewer Python calls than the modules).
 
-
-def relu_mlp_forward(linears: list[nn.Linear], x: torch.Tensor) -> torch.Tensor:
-    """``mlp(..., nn.ReLU)`` evaluated directly on its linear layers (fewer Python calls per update)."""
+    ``activation_`` works in place (``torch.relu_``, ``torch.tanh_``): a linear layer's backward
+    does not need its output, so overwriting it is safe and saves a tensor per layer.
+    """
     for layer in linears[:-1]:
-        x = torch.relu_(F.linear(x, layer.weight, layer.bias))  # in place: linear's backward needs no output
+        x = activation_(F.linear(x, layer.weight, layer.bias))
     return F.linear(x, linears[-1].weight, linears[-1].bias)
+
+
+# ---------------------------------------------------------------------------- SAC
 
 
 class TanhGaussianActor(nn.Module):
@@ -92,7 +99,7 @@ class TanhGaussianActor(nn.Module):
         self._linears = [m for m in self.net if isinstance(m, nn.Linear)]
 
     def _mean_log_std(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        mean, log_std = relu_mlp_forward(self._linears, obs).chunk(2, dim=-1)
+        mean, log_std = mlp_forward(self._linears, obs).chunk(2, dim=-1)
         return mean, log_std.clamp(LOG_STD_MIN, LOG_STD_MAX)
 
     def sample(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -161,52 +168,81 @@ class GaussianActor(nn.Module):
         super().__init__()
         self.mean = mlp(obs_dim, hidden, act_dim, nn.Tanh, orthogonal_gain=0.01)
         self.log_std = nn.Parameter(torch.full((act_dim,), float(init_log_std)))
+        self._linears = [m for m in self.mean if isinstance(m, nn.Linear)]
 
     def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Mean (B, act_dim) and standard deviation (B, act_dim)."""
-        mean = self.mean(obs)
+        mean = mlp_forward(self._linears, obs, torch.tanh_)
         return mean, self.log_std.exp().expand_as(mean)
 
     @staticmethod
     def log_prob(mean: torch.Tensor, std: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
         """Log-density (B,) of ``action`` under N(mean, std^2), summed over action dimensions."""
         z = (action - mean) / std
-        return (-0.5 * z.pow(2) - std.log() - 0.5 * math.log(2 * math.pi)).sum(-1)
+        return (-0.5 * z.square() - std.log()).sum(-1) - 0.5 * math.log(2 * math.pi) * mean.shape[-1]
 
     @staticmethod
     def entropy(std: torch.Tensor) -> torch.Tensor:
         """Entropy (B,) of N(mean, std^2)."""
-        return (0.5 + 0.5 * math.log(2 * math.pi) + std.log()).sum(-1)
+        return std.log().sum(-1) + (0.5 + 0.5 * math.log(2 * math.pi)) * std.shape[-1]
 
 
-def value_net(obs_dim: int, hidden: tuple[int, ...]) -> nn.Sequential:
-    """PPO's critic V(obs): a tanh MLP with orthogonal init and a scalar output (B, 1)."""
-    return mlp(obs_dim, hidden, 1, nn.Tanh, orthogonal_gain=1.0)
+class ValueNet(nn.Module):
+    """PPO's critic V(obs) -> (B,): a tanh MLP with orthogonal init."""
+
+    def __init__(self, obs_dim: int, hidden: tuple[int, ...]) -> None:
+        super().__init__()
+        self.net = mlp(obs_dim, hidden, 1, nn.Tanh, orthogonal_gain=1.0)
+        self._linears = [m for m in self.net if isinstance(m, nn.Linear)]
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return mlp_forward(self._linears, obs, torch.tanh_).squeeze(-1)
 
 
 class RunningMeanStd(nn.Module):
-    """Running mean and variance of a stream of batches (parallel Welford), kept as buffers.
+    """Running mean and variance of a stream of batches (parallel Welford), in float64 buffers.
 
-    Being buffers, the statistics travel with ``state_dict`` and ``.to(device)``.
+    The statistics travel with ``state_dict`` (the sample count as extra state) and
+    ``.to(device)``; float32 copies for :meth:`normalize` are refreshed on every update.
     """
 
     def __init__(self, shape: tuple[int, ...], device: torch.device | str = "cpu") -> None:
         super().__init__()
         self.register_buffer("mean", torch.zeros(shape, dtype=torch.float64, device=device))
         self.register_buffer("var", torch.ones(shape, dtype=torch.float64, device=device))
-        self.register_buffer("count", torch.tensor(1e-4, dtype=torch.float64, device=device))
+        self.register_buffer("_mean32", torch.zeros(shape, device=device), persistent=False)
+        self.register_buffer("_std32", torch.ones(shape, device=device), persistent=False)
+        self.count = 1e-4
+        """Samples seen (a tiny prior keeps the first update well defined)."""
 
     @torch.no_grad()
     def update(self, x: torch.Tensor) -> None:
         """Fold in a batch ``x`` (B, *shape)."""
-        x = x.to(torch.float64)
-        batch_mean, batch_var, n = x.mean(0), x.var(0, unbiased=False), x.shape[0]
-        delta, total = batch_mean - self.mean, self.count + n
-        self.mean += delta * n / total
-        self.var.copy_((self.var * self.count + batch_var * n + delta.pow(2) * self.count * n / total) / total)
-        self.count.copy_(total)
+        batch_var, batch_mean = torch.var_mean(x.to(torch.float64), dim=0, correction=0)
+        n, total = x.shape[0], self.count + x.shape[0]
+        old_w, new_w = self.count / total, n / total
+        delta = batch_mean - self.mean
+        self.mean.add_(delta, alpha=new_w)
+        self.var.mul_(old_w).add_(batch_var, alpha=new_w).add_(delta.square(), alpha=old_w * new_w)
+        self.count = total
+        self._refresh()
 
-    def normalize(self, x: torch.Tensor, clip: float, eps: float = 1e-8) -> torch.Tensor:
-        """``(x - mean) / sqrt(var + eps)``, clipped to [-clip, clip], in ``x``'s dtype."""
-        mean, std = self.mean.to(x.dtype), (self.var + eps).sqrt().to(x.dtype)
-        return ((x - mean) / std).clamp(-clip, clip)
+    def _refresh(self, eps: float = 1e-8) -> None:
+        self._mean32.copy_(self.mean)
+        self._std32.copy_((self.var + eps).sqrt())
+
+    def normalize(self, x: torch.Tensor, clip: float) -> torch.Tensor:
+        """``(x - mean) / sqrt(var + 1e-8)``, clipped to [-clip, clip]."""
+        return ((x - self._mean32) / self._std32).clamp_(-clip, clip)
+
+    @property
+    def std(self) -> torch.Tensor:
+        """``sqrt(var + 1e-8)`` in float32."""
+        return self._std32
+
+    def get_extra_state(self) -> dict[str, float]:
+        return {"count": self.count}
+
+    def set_extra_state(self, state: dict[str, float]) -> None:
+        self.count = float(state["count"])
+        self._refresh()

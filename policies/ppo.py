@@ -27,7 +27,7 @@ from torch import nn
 
 from embodied.policies.base import Learner
 from embodied.policies.buffers import RolloutBuffer
-from embodied.policies.nets import GaussianActor, RunningMeanStd, action_scale_bias, flat_box_dim, value_net
+from embodied.policies.nets import GaussianActor, RunningMeanStd, ValueNet, action_scale_bias, flat_box_dim
 
 
 @dataclass
@@ -106,9 +106,9 @@ class PPO(Learner):
 
         # ------------------------------------------------------------ networks, optimiser, statistics
         self.actor = GaussianActor(obs_dim, act_dim, cfg.hidden_sizes, cfg.init_log_std).to(dev)
-        self.critic = value_net(obs_dim, cfg.hidden_sizes).to(dev)
+        self.critic = ValueNet(obs_dim, cfg.hidden_sizes).to(dev)
         self._params = [*self.actor.parameters(), *self.critic.parameters()]
-        self.optimizer = torch.optim.Adam(self._params, lr=cfg.learning_rate, eps=1e-5)
+        self.optimizer = torch.optim.Adam(self._params, lr=cfg.learning_rate, eps=1e-5, fused=True)
         self.obs_rms = RunningMeanStd((obs_dim,), dev)
         self.return_rms = RunningMeanStd((), dev)
         self.discounted_return = torch.zeros(num_envs, device=dev)
@@ -134,7 +134,7 @@ class PPO(Learner):
         self.discounted_return.mul_(self.cfg.gamma).add_(reward)
         self.return_rms.update(self.discounted_return)
         self.discounted_return.masked_fill_(done, 0.0)
-        scaled = reward / (self.return_rms.var + 1e-8).sqrt().to(reward.dtype)
+        scaled = reward / self.return_rms.std
         return scaled.clamp(-self.cfg.clip_reward, self.cfg.clip_reward)
 
     # ------------------------------------------------------------------ acting and storing
@@ -147,7 +147,7 @@ class PPO(Learner):
             return self._to_env(mean)
         sample = torch.addcmul(mean, std, torch.randn_like(mean))
         env_action = self._to_env(sample)
-        value = self.critic(obs_n).squeeze(-1)
+        value = self.critic(obs_n)
         self._last = (env_action, obs_n, sample, GaussianActor.log_prob(mean, std, sample), value)
         return env_action
 
@@ -169,13 +169,13 @@ class PPO(Learner):
             obs_n = self._normalize_obs(obs)
             sample = (action.to(dev) - self.action_bias) / self.action_scale
             mean, std = self.actor(obs_n)
-            log_prob, value = GaussianActor.log_prob(mean, std, sample), self.critic(obs_n).squeeze(-1)
+            log_prob, value = GaussianActor.log_prob(mean, std, sample), self.critic(obs_n)
         self._last = None
         terminated, truncated = terminated.to(dev), truncated.to(dev)
         if self.cfg.norm_obs:
             self.obs_rms.update(obs.to(dev, torch.float32))
         reward = self._scale_reward(reward.to(dev, torch.float32), terminated | truncated)
-        next_value = self.critic(self._normalize_obs(next_obs)).squeeze(-1)
+        next_value = self.critic(self._normalize_obs(next_obs))
         self.buffer.add(obs_n, sample, log_prob, value, reward, terminated, truncated, next_value)
         self.num_transitions += self.num_envs
 
@@ -241,7 +241,7 @@ class PPO(Learner):
         # Clipped surrogate objective (a loss to minimise).
         pg_loss = torch.max(-advantages * ratio, -advantages * ratio.clamp(1 - cfg.clip_coef, 1 + cfg.clip_coef)).mean()
 
-        values = self.critic(obs).squeeze(-1)
+        values = self.critic(obs)
         if cfg.clip_vloss:
             clipped = old_values + (values - old_values).clamp(-cfg.clip_coef, cfg.clip_coef)
             v_loss = 0.5 * torch.max((values - returns).square(), (clipped - returns).square()).mean()

@@ -226,7 +226,7 @@ def test_ppo_adds_discounted_value_of_final_obs_at_truncation():
     final_obs = torch.randn(2, 3)
     learner.observe(obs, action, torch.tensor([-1.0, -1.0]), final_obs, torch.tensor([False, False]), torch.tensor([True, False]))
     with torch.no_grad():
-        v_final = learner.critic(final_obs).squeeze(-1)
+        v_final = learner.critic(final_obs)
     assert torch.allclose(learner.buffer.rewards[0], torch.tensor([-1.0 + 0.99 * v_final[0].item(), -1.0]))
     assert learner.buffer.dones[0].tolist() == [1.0, 0.0]
     assert torch.allclose(learner.buffer.last_value, v_final)
