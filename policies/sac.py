@@ -73,7 +73,8 @@ class SACCfg:
     metrics_interval: int = 100
     """``update()`` returns metrics every this many calls (one host sync) and ``{}`` otherwise."""
     fused_optimizer: bool = True
-    """Use torch's fused Adam kernels (measured faster on CPU; same maths)."""
+    """Adam as one fused kernel per parameter group and step, without ``torch.optim``'s per-call
+    bookkeeping (the same update; ~5 % more SAC steps/s on CPU). False: ``torch.optim.Adam``."""
 
 
 class SAC(Learner):
@@ -108,16 +109,15 @@ class SAC(Learner):
         self.log_alpha = torch.tensor(float(cfg.alpha), device=dev).log().requires_grad_(cfg.autotune)
         self.alpha = self.log_alpha.detach().exp()
         self.target_entropy = float(cfg.target_entropy) if cfg.target_entropy is not None else -float(act_dim)
-        fused = cfg.fused_optimizer
-        self.q_opt = torch.optim.Adam(self.qf.parameters(), lr=cfg.q_lr, fused=fused)
-        # The actor and log(alpha) losses share no parameters, so one backward and one
-        # optimiser step (two parameter groups) serve both.
-        groups: list[dict[str, Any]] = [{"params": list(self.actor.parameters()), "lr": cfg.policy_lr}]
+        # The actor and log(alpha) losses share no parameters: one backward and one optimiser
+        # step (two parameter groups) serve both.
+        actor_groups = [(list(self.actor.parameters()), cfg.policy_lr)]
         if cfg.autotune:
-            groups.append({"params": [self.log_alpha], "lr": cfg.alpha_lr})
-        self.actor_opt = torch.optim.Adam(groups, fused=fused)
+            actor_groups.append(([self.log_alpha], cfg.alpha_lr))
+        self.q_opt = make_adam([(list(self.qf.parameters()), cfg.q_lr)], cfg.fused_optimizer)
+        self.actor_opt = make_adam(actor_groups, cfg.fused_optimizer)
         self._q_params = list(self.qf.parameters())
-        self._actor_params = [p for group in self.actor_opt.param_groups for p in group["params"]]
+        self._actor_params = [p for params, _ in actor_groups for p in params]
         self._q_target_params = list(self.qf_target.parameters())
 
         self.buffer = ReplayBuffer(cfg.buffer_size, obs_dim, act_dim, dev)
@@ -268,7 +268,59 @@ class SAC(Learner):
         self._policy_loaded = True
 
 
+# ---------------------------------------------------------------------------- plumbing
+
+
 def _zero_grad(params: list[torch.Tensor]) -> None:
     """``optimizer.zero_grad(set_to_none=True)`` without its per-call profiling overhead."""
     for p in params:
         p.grad = None
+
+
+def make_adam(groups: list[tuple[list[torch.Tensor], float]], fused: bool) -> FusedAdam | torch.optim.Adam:
+    """Adam over ``(params, lr)`` groups: :class:`FusedAdam`, or ``torch.optim.Adam`` if not ``fused``."""
+    if fused:
+        return FusedAdam(groups)
+    return torch.optim.Adam([{"params": params, "lr": lr} for params, lr in groups])
+
+
+class FusedAdam:
+    """Adam (no weight decay, no amsgrad) over fixed parameter groups, one fused kernel per group.
+
+    ``torch.optim.Adam(fused=True)`` calls the same kernel, but its per-call bookkeeping
+    (grouping tensors, one step counter per parameter, profiler hooks) costs about 0.1 ms per
+    step on CPU: 4-5 % of a whole SAC step with 256-unit networks. All parameters here share
+    one step counter. Gradients must be present (not None) when :meth:`step` is called.
+    """
+
+    def __init__(
+        self, groups: list[tuple[list[torch.Tensor], float]], betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8
+    ) -> None:
+        self.groups = groups
+        self.betas, self.eps = betas, eps
+        self.exp_avg = [[torch.zeros_like(p) for p in params] for params, _ in groups]
+        self.exp_avg_sq = [[torch.zeros_like(p) for p in params] for params, _ in groups]
+        self.num_steps = torch.zeros((), device=groups[0][0][0].device)  # float32, as the kernel expects
+
+    @torch.no_grad()
+    def step(self) -> None:
+        self.num_steps += 1
+        for (params, lr), exp_avg, exp_avg_sq in zip(self.groups, self.exp_avg, self.exp_avg_sq, strict=True):
+            torch._fused_adam_(
+                params, [p.grad for p in params], exp_avg, exp_avg_sq, [], [self.num_steps] * len(params),
+                lr=lr, beta1=self.betas[0], beta2=self.betas[1], weight_decay=0.0, eps=self.eps,
+                amsgrad=False, maximize=False,
+            )
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "num_steps": self.num_steps.clone(),
+            "exp_avg": [[t.clone() for t in group] for group in self.exp_avg],
+            "exp_avg_sq": [[t.clone() for t in group] for group in self.exp_avg_sq],
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.num_steps.copy_(state["num_steps"])
+        for ours, theirs in ((self.exp_avg, state["exp_avg"]), (self.exp_avg_sq, state["exp_avg_sq"])):
+            for group, saved in zip(ours, theirs, strict=True):
+                torch._foreach_copy_(group, [t.to(group[0].device) for t in saved])

@@ -89,6 +89,8 @@ def test_ppo_learns_inverted_pendulum(tmp_path):
     "algo,num_envs,steps,overrides",
     [
         ("sac", 2, 160, {"hidden_sizes": (32, 32), "batch_size": 32, "learning_starts": 100, "updates_per_step": 2}),
+        ("sac", 1, 120, {"hidden_sizes": (32, 32), "batch_size": 32, "learning_starts": 50, "fused_optimizer": False,
+                         "policy_frequency": 2, "target_network_frequency": 2}),
         # 3 rollouts of 64 steps; the split at step 96 lands in the middle of the second one.
         ("ppo", 4, 192, {"num_steps": 64, "num_minibatches": 4, "update_epochs": 2}),
     ],
