@@ -94,7 +94,7 @@ class SAC(Learner):
         super().__init__(cfg, observation_space, action_space, num_envs, device)
         obs_dim = flat_box_dim(observation_space, "observation", "SAC")
         act_dim = flat_box_dim(action_space, "action", "SAC")
-        if not (action_space.is_bounded()):
+        if not action_space.is_bounded():
             raise ValueError(f"SAC squashes actions into the action space's bounds, which must be finite; got {action_space!r}")
         dev = self.device
         self.act_dim = act_dim
