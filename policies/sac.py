@@ -16,8 +16,7 @@ input) and mapped onto the env's bounds only in ``act``.
 
 Speed: the twin critics are one batched ensemble network, the actor loss takes gradients
 through the critic's inputs only (not its weights), the optimisers are fused, and nothing
-in the per-step path leaves torch (metrics are turned into floats every ``metrics_interval``
-updates only).
+in the per-step path leaves torch (metrics become floats every ``metrics_interval`` updates).
 """
 
 from __future__ import annotations
@@ -71,7 +70,8 @@ class SACCfg:
     target_network_frequency: int = 1
     """Polyak-update the target critic every this many gradient steps."""
     metrics_interval: int = 100
-    """``update()`` returns metrics every this many calls (one host sync) and ``{}`` otherwise."""
+    """Measure the metrics ``update()`` returns every this many calls (one host sync); in between
+    it returns the latest measurement again."""
     fused_optimizer: bool = True
     """Adam as one fused kernel per parameter group and step, without ``torch.optim``'s per-call
     bookkeeping (the same update; ~5 % more SAC steps/s on CPU). False: ``torch.optim.Adam``."""
@@ -126,6 +126,7 @@ class SAC(Learner):
         self.num_updates = 0
         """Calls of ``update()`` so far."""
         self.num_gradient_steps = 0
+        self._metrics: dict[str, float] = {}
         self._policy_loaded = False
         """Set by ``load_policy_state_dict``: act with the loaded actor, never randomly."""
 
@@ -159,16 +160,17 @@ class SAC(Learner):
 
     # ------------------------------------------------------------------ the algorithm
     def update(self) -> dict[str, float]:
-        """``updates_per_step`` gradient steps; metrics of the last one every ``metrics_interval`` calls."""
+        """``updates_per_step`` gradient steps. Returns the metrics of the latest measured step:
+        they are measured (one host sync) every ``metrics_interval`` calls and repeated in between."""
         log = self.num_updates % self.cfg.metrics_interval == 0
         metrics: dict[str, torch.Tensor] = {}
         for _ in range(self.cfg.updates_per_step):
             metrics = self._gradient_step(log)
         self.num_updates += 1
-        if not log:
-            return {}
-        values = torch.stack(list(metrics.values())).tolist()  # one host sync
-        return dict(zip(metrics, values, strict=True))
+        if log:
+            values = torch.stack(list(metrics.values())).tolist()  # one host sync
+            self._metrics = dict(zip(metrics, values, strict=True))
+        return dict(self._metrics)
 
     def _gradient_step(self, log: bool) -> dict[str, torch.Tensor]:
         cfg = self.cfg
