@@ -2,8 +2,10 @@
 
 Shapes are batch-first. The SAC critic is one *ensemble* network whose weights carry a
 leading member dimension, so both Q functions run in one ``torch.baddbmm`` per layer instead
-of two modules (fewer kernel launches and Python calls per update, which is what costs on
-CPU with small batches).
+of two modules: half the ops, Python calls and (on a GPU) kernel launches. On a CPU core the
+256x256 matrix products dominate, and the ensemble measured about as fast as two modules.
+Forward passes call the layers directly (:func:`mlp_forward`) rather than through
+``nn.Sequential``, and activations work in place, to keep per-update overhead low.
 """
 
 from __future__ import annotations
