@@ -49,7 +49,8 @@ ADAPTERS = {  # a realistic stack: every adapter on at once
 SAC_TASK, SAC_STEPS = "Control/Pendulum-v0", 12_000
 SAC_HP = {"learning_starts": 1000, "batch_size": 256, "hidden_sizes": [256, 256]}
 PPO_TASK, PPO_STEPS, PPO_ENVS = "Control/InvertedPendulum-v0", 65_536, 8
-PPO_HP = {"num_steps": 256, "num_minibatches": 32, "update_epochs": 10, "hidden_sizes": [64, 64]}
+# SB3's PPO has no value-loss clipping; observation and reward normalisation are on in both.
+PPO_HP = {"num_steps": 256, "num_minibatches": 32, "update_epochs": 10, "hidden_sizes": [64, 64], "clip_vloss": False}
 
 
 def timed_steps(step_fn, num_envs: int, seconds: float) -> float:
@@ -96,11 +97,12 @@ def env_piece(num_envs: int, seconds: float) -> dict[str, float]:
 class SB3Actor:
     """Lets the suite's ``evaluate`` drive a Stable-Baselines3 model (same episodes, same seeds)."""
 
-    def __init__(self, model: Any, name: str) -> None:
-        self.model, self.name = model, name
+    def __init__(self, model: Any, name: str, normalizer: Any = None) -> None:
+        self.model, self.name, self.normalizer = model, name, normalizer
 
     def act(self, obs: torch.Tensor, deterministic: bool = True) -> torch.Tensor:
-        action, _ = self.model.predict(obs.numpy(), deterministic=deterministic)
+        obs_np = obs.numpy() if self.normalizer is None else self.normalizer.normalize_obs(obs.numpy())
+        action, _ = self.model.predict(obs_np, deterministic=deterministic)
         return torch.as_tensor(action, dtype=torch.float32)
 
 
@@ -118,17 +120,21 @@ def learner_piece(algo: str, impl: str, seed: int, workdir: Path) -> dict[str, f
     else:
         from stable_baselines3 import PPO, SAC
         from stable_baselines3.common.env_util import make_vec_env
+        from stable_baselines3.common.vec_env import VecNormalize
 
+        normalizer = None
         if algo == "sac":
             model = SAC("MlpPolicy", gymnasium.make(f"embodied:{task}"), learning_starts=SAC_HP["learning_starts"],
                         batch_size=256, policy_kwargs={"net_arch": [256, 256]}, seed=seed, device="cpu")
         else:
-            venv = make_vec_env(f"embodied:{task}", n_envs=num_envs, seed=seed)
+            venv = normalizer = VecNormalize(make_vec_env(f"embodied:{task}", n_envs=num_envs, seed=seed), gamma=0.99)
             model = PPO("MlpPolicy", venv, n_steps=PPO_HP["num_steps"], batch_size=num_envs * PPO_HP["num_steps"] // 32,
                         n_epochs=10, policy_kwargs={"net_arch": [64, 64]}, seed=seed, device="cpu")
         model.learn(total_timesteps=steps)
         seconds = time.perf_counter() - t0
-        learner = SB3Actor(model, f"sb3-{algo}")
+        if normalizer is not None:
+            normalizer.training = False
+        learner = SB3Actor(model, f"sb3-{algo}", normalizer)
     summary = evaluate(task, learner, episodes=10, seed=1000 + seed)  # type: ignore[arg-type]
     return {"task": task, "steps": steps, "seconds": seconds, "steps_per_s": steps / seconds, "return": summary["return_mean"]}
 
@@ -151,6 +157,7 @@ def main() -> None:
     parser.add_argument("--only", choices=["env", "learners"], help="run one half")
     parser.add_argument("--force", action="store_true", help="re-run pieces that already have results")
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--algos", default="sac,ppo", help="comma-separated learners to benchmark")
     parser.add_argument("--seconds", type=float, default=4.0, help="timing window per env measurement")
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -164,7 +171,7 @@ def main() -> None:
             row["suite_over_gymnasium_sync"] = row["suite"] / row["gymnasium_sync"]
     if args.only in (None, "learners"):
         report["learners"] = {}
-        for algo in ("sac", "ppo"):
+        for algo in args.algos.split(","):
             runs: dict[str, list[dict]] = {"suite": [], "sb3": []}
             for seed in range(1, args.seeds + 1):
                 for impl in ("suite", "sb3"):

@@ -281,7 +281,7 @@ def _zero_grad(params: list[torch.Tensor]) -> None:
 
 def make_adam(groups: list[tuple[list[torch.Tensor], float]], fused: bool) -> FusedAdam | torch.optim.Adam:
     """Adam over ``(params, lr)`` groups: :class:`FusedAdam`, or ``torch.optim.Adam`` if not ``fused``."""
-    if fused:
+    if fused and hasattr(torch, "_fused_adam_"):  # a private kernel: fall back if a torch release drops it
         return FusedAdam(groups)
     return torch.optim.Adam([{"params": params, "lr": lr} for params, lr in groups])
 

@@ -283,7 +283,8 @@ def load_policy(path: str | Path, device: str = "cpu") -> tuple[Learner, dict[st
     """A learner ready to act, from a training checkpoint or a shipped policy file."""
     state = load_checkpoint(path, map_location=device)
     run = RunSpec(**state["run"])
-    env = build_env(run.task_id, 1, device, 0, run.task_overrides, run.adapters)
+    # Built as in training (same num_envs), so per-env learner state such as PPO's return statistics fits.
+    env = build_env(run.task_id, run.train.get("num_envs") or 1, device, 0, run.task_overrides, run.adapters)
     learner = build_learner(run.algo, env, device, run.learner_cfg)
     env.close()
     if state.get("policy_only"):
