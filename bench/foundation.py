@@ -64,16 +64,15 @@ def timed_steps(step_fn, num_envs: int, seconds: float) -> float:
     return calls * num_envs / (time.perf_counter() - t0)
 
 
-def env_piece(num_envs: int, seconds: float) -> dict[str, float]:
-    out: dict[str, float] = {}
+def env_piece(num_envs: int, seconds: float, repeats: int = 3) -> dict[str, float]:
+    """Steps/s of the four implementations, measured in turns (``repeats`` rounds, median kept),
+    so a load change on the machine during the run hits every implementation alike."""
     env = embodied.make("Control/Hopper-v0", num_envs=num_envs, seed=0)
     env.reset(seed=0)
     actions = [env.random_action() for _ in range(64)]
     k = iter(range(10**12))
-    out["suite"] = timed_steps(lambda: env.step(actions[next(k) % 64]), num_envs, seconds)
     wrapped = embodied.policies.train.build_env("Control/Hopper-v0", num_envs, "cpu", 0, {}, ADAPTERS)
     wrapped.reset(seed=0)
-    out["suite_adapters"] = timed_steps(lambda: wrapped.step(actions[next(k) % 64]), num_envs, seconds)
 
     model = mujoco.MjModel.from_xml_path(str(Path(gymnasium.__file__).parent / "envs/mujoco/assets/hopper.xml"))
     datas = [mujoco.MjData(model) for _ in range(num_envs)]
@@ -85,13 +84,21 @@ def env_piece(num_envs: int, seconds: float) -> dict[str, float]:
             d.ctrl[:] = c[i]
             mujoco.mj_step(model, d, nstep=4)
 
-    out["bare_mujoco"] = timed_steps(bare, num_envs, seconds)
     sync = gymnasium.vector.SyncVectorEnv([lambda: gymnasium.make("Hopper-v5") for _ in range(num_envs)])
     sync.reset(seed=0)
     sync_actions = [sync.action_space.sample() for _ in range(64)]
-    out["gymnasium_sync"] = timed_steps(lambda: sync.step(sync_actions[next(k) % 64]), num_envs, seconds)
+    step_fns = {
+        "suite": lambda: env.step(actions[next(k) % 64]),
+        "suite_adapters": lambda: wrapped.step(actions[next(k) % 64]),
+        "bare_mujoco": bare,
+        "gymnasium_sync": lambda: sync.step(sync_actions[next(k) % 64]),
+    }
+    samples: dict[str, list[float]] = {name: [] for name in step_fns}
+    for _ in range(repeats):
+        for name, fn in step_fns.items():
+            samples[name].append(timed_steps(fn, num_envs, seconds / repeats))
     sync.close()
-    return out
+    return {name: statistics.median(values) for name, values in samples.items()}
 
 
 class SB3Actor:
