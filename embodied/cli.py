@@ -77,7 +77,10 @@ def cmd_train(args: argparse.Namespace) -> int:
              "run_dir": args.run_dir}
     cfg = apply_overrides(TrainCfg(progress=not args.no_progress), {k: v for k, v in flags.items() if v is not None})
     cfg = apply_overrides(cfg, groups["train"])
-    run_dir = train(args.task_id, args.algo, cfg, groups["task"], groups["algo"], groups["adapters"], resume=args.resume)
+    if args.resume and any(groups.values()):
+        raise ValueError("--resume continues a run with its own settings; key=value overrides are not allowed")
+    run_dir = train(args.task_id, args.algo, cfg, groups["task"], groups["algo"], groups["adapters"],
+                    resume=args.resume, total_steps=args.total_steps if args.resume else None)
     eval_file = Path(run_dir) / "eval.json"
     print(f"run folder: {run_dir}")
     if eval_file.exists():
@@ -132,7 +135,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", help="cpu or cuda[:N] (default cpu)")
     p.add_argument("--total-steps", type=int, help="env steps to train for (default 100000)")
     p.add_argument("--run-dir", help="output folder (default runs/<task>__<algo>__<seed>__<time>)")
-    p.add_argument("--resume", help="continue the run in this folder (or checkpoint file) exactly where it stopped")
+    p.add_argument("--resume", help="continue the run in this folder (or checkpoint file) exactly where it stopped;"
+                   " its settings come from the checkpoint (--total-steps may extend it)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("overrides", nargs="*", help="key=value settings (task.*, algo.*, adapters.*, run settings)")
     p.set_defaults(func=cmd_train)

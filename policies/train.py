@@ -118,15 +118,20 @@ def train(
     learner_overrides: Mapping[str, Any] | None = None,
     adapters: Mapping[str, Any] | None = None,
     resume: str | Path | None = None,
+    total_steps: int | None = None,
 ) -> Path:
     """Train ``algo`` on ``task_id``; returns the run folder (checkpoint.pt, eval.json, TensorBoard).
 
     With ``resume`` (a run folder or checkpoint file) every setting comes from the checkpoint
-    and training continues bit-identically from its step.
+    and training continues bit-identically from its step; ``total_steps`` may move the end.
     """
     if resume is not None:
         state = load_checkpoint(resume)
         run = RunSpec(**state["run"])
+        if (task_id, algo) != (run.task_id, run.algo):
+            raise ValueError(f"{resume} is a {run.algo} run on {run.task_id}, not {algo} on {task_id}")
+        if total_steps is not None:
+            run.train["total_steps"] = int(total_steps)
         cfg = apply_overrides(TrainCfg(), run.train)
         run_dir = Path(resume) if Path(resume).is_dir() else Path(resume).parent
     else:

@@ -48,3 +48,23 @@ def test_unknown_algo_and_bad_override_exit_2(capsys, tmp_path):
 def test_every_subcommand_has_help(command):
     out = run_cli(command, "--help")
     assert out.returncode == 0 and "usage: embodied" in out.stdout
+
+
+def test_train_eval_and_resume_from_the_command_line(capsys, tmp_path):
+    run = tmp_path / "run"
+    small = ["algo.learning_starts=100", "algo.hidden_sizes=[32,32]", "algo.batch_size=32", "eval_episodes=2"]
+    args = ["train", "Control/Pendulum-v0", "--algo", "sac", "--total-steps", "300", "--run-dir", str(run), "--no-progress"]
+    assert main(args + small) == 0
+    assert json.loads((run / "eval.json").read_text())["train_steps"] == 300
+    assert json.loads((run / "run.json").read_text())["learner_cfg"]["hidden_sizes"] == [32, 32]
+    capsys.readouterr()
+    assert main(["eval", "Control/Pendulum-v0", "--checkpoint", str(run), "--episodes", "2", "adapters.noise.std=0.1"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["episodes"] == 2 and summary["algo"] == "sac"
+    assert main(["eval", "Control/Hopper-v0", "--checkpoint", str(run)]) == 2
+    assert "was trained on Control/Pendulum-v0" in capsys.readouterr().err
+    resume = ["train", "Control/Pendulum-v0", "--algo", "sac", "--resume", str(run), "--total-steps", "400", "--no-progress"]
+    assert main(resume) == 0
+    assert json.loads((run / "eval.json").read_text())["train_steps"] == 400
+    assert main(resume + ["algo.lr=1"]) == 2
+    assert "overrides are not allowed" in capsys.readouterr().err
