@@ -16,6 +16,7 @@ from embodied.assets import asset_path
 
 DEMOS: list[tuple[str, str]] = [
     ("Control/Pendulum-v0", "control_pendulum_sac.pt"),
+    ("Control/InvertedPendulum-v0", "control_inverted_pendulum_ppo.pt"),
 ]
 
 

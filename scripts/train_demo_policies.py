@@ -20,6 +20,7 @@ from embodied.policies.train import TrainCfg, export_policy, train
 # task id -> (algo, env steps, learner overrides)
 RECIPES: dict[str, tuple[str, int, dict]] = {
     "Control/Pendulum-v0": ("sac", 20_000, {"learning_starts": 1000}),
+    "Control/InvertedPendulum-v0": ("ppo", 65_536, {}),
 }
 
 
