@@ -34,6 +34,23 @@ def to_safe_tree(obj: Any) -> Any:
     return obj
 
 
+def first_difference(a: Any, b: Any, path: str = "state") -> str | None:
+    """Where two checkpoint trees first differ (``"state.learner.actor.0.weight"``), or None if
+    they are identical bit for bit. Used to prove that a resumed run equals an uninterrupted one."""
+    if isinstance(a, torch.Tensor) or isinstance(b, torch.Tensor):
+        same = isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor) and a.shape == b.shape and torch.equal(a, b)
+        return None if same else path
+    if isinstance(a, dict) and isinstance(b, dict):
+        if a.keys() != b.keys():
+            return f"{path} (keys {sorted(map(str, a.keys() ^ b.keys()))})"
+        return next((d for k in a if (d := first_difference(a[k], b[k], f"{path}.{k}"))), None)
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        if len(a) != len(b):
+            return f"{path} (lengths {len(a)} != {len(b)})"
+        return next((d for i, (x, y) in enumerate(zip(a, b, strict=True)) if (d := first_difference(x, y, f"{path}[{i}]"))), None)
+    return None if a == b else path
+
+
 def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> Path:
     """Write ``payload`` to ``path`` atomically: a temp file in the same folder, then rename."""
     path = Path(path)

@@ -20,6 +20,7 @@ import torch
 import embodied
 from embodied.policies.base import Learner
 from embodied.policies.buffers import ReplayBuffer, RolloutBuffer, gae
+from embodied.policies.checkpoint import first_difference
 from embodied.policies.ppo import PPO, PPOCfg
 from embodied.policies.sac import SAC, SACCfg
 from embodied.policies.train import TrainCfg, train
@@ -124,19 +125,8 @@ def test_state_dict_resumes_bit_identically(algo, num_envs, steps, overrides):
     assert learner.num_updates > 0
 
 
-def assert_same(a: Any, b: Any, path: str = "state") -> None:
-    if isinstance(a, torch.Tensor):
-        assert torch.equal(a, b), f"{path} differs"
-    elif isinstance(a, dict):
-        assert a.keys() == b.keys(), f"{path}: keys differ"
-        for key in a:
-            assert_same(a[key], b[key], f"{path}.{key}")
-    elif isinstance(a, (list, tuple)):
-        assert len(a) == len(b), f"{path}: lengths differ"
-        for i, (x, y) in enumerate(zip(a, b, strict=True)):
-            assert_same(x, y, f"{path}[{i}]")
-    else:
-        assert a == b, f"{path}: {a!r} != {b!r}"
+def assert_same(a: Any, b: Any) -> None:
+    assert first_difference(a, b) is None, f"{first_difference(a, b)} differs"
 
 
 @pytest.mark.parametrize("algo", ["sac", "ppo"])

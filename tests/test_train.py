@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from embodied.policies.checkpoint import load_checkpoint, save_checkpoint
+from embodied.policies.checkpoint import first_difference, load_checkpoint, save_checkpoint
 from embodied.policies.train import TrainCfg, evaluate, export_policy, load_policy, train
 from embodied.tasks.control.pendulum import PendulumEnv
 
@@ -25,19 +25,8 @@ def cfg(run_dir: Path, total: int = 600, every: int = 200) -> TrainCfg:
                     eval_episodes=2, progress=False, tensorboard=False)
 
 
-def assert_same_tree(a, b, path="") -> None:
-    if isinstance(a, torch.Tensor):
-        assert torch.equal(a, b), f"{path} differs"
-    elif isinstance(a, dict):
-        assert a.keys() == b.keys(), f"{path} keys differ"
-        for k in a:
-            assert_same_tree(a[k], b[k], f"{path}.{k}")
-    elif isinstance(a, (list, tuple)):
-        assert len(a) == len(b)
-        for i, (x, y) in enumerate(zip(a, b, strict=True)):
-            assert_same_tree(x, y, f"{path}[{i}]")
-    else:
-        assert a == b, f"{path}: {a} != {b}"
+def assert_same_tree(a, b) -> None:
+    assert first_difference(a, b) is None, f"{first_difference(a, b)} differs"
 
 
 def test_interrupted_run_resumes_bit_identically(tmp_path, monkeypatch):
@@ -113,3 +102,12 @@ def test_exported_policy_is_small_and_acts_like_the_checkpoint(tmp_path):
     a = evaluate("Control/Pendulum-v0", full, episodes=2, seed=5)
     b = evaluate("Control/Pendulum-v0", small, episodes=2, seed=5)
     assert a["returns"] == b["returns"]
+
+
+def test_first_difference_names_the_first_differing_leaf():
+    same = {"a": [torch.ones(2), 3], "b": {"c": torch.zeros(1)}}
+    assert first_difference(same, {"a": [torch.ones(2), 3], "b": {"c": torch.zeros(1)}}) is None
+    assert first_difference(same, {"a": [torch.ones(2), 4], "b": {"c": torch.zeros(1)}}) == "state.a[1]"
+    assert first_difference(same, {"a": [torch.ones(2), 3], "b": {"c": torch.ones(1)}}) == "state.b.c"
+    assert first_difference(same, {"a": [torch.ones(3), 3], "b": {"c": torch.zeros(1)}}) == "state.a[0]"
+    assert "keys" in first_difference({"a": 1}, {"b": 1})
