@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import torch
 
 from embodied.sim.env import TaskCfg
-from embodied.tasks.control.mujoco_task import MujocoTask
+from embodied.tasks.control.mujoco_task import LOCOMOTION_PARAM_RANGES, MujocoTask
 
 
 @dataclass
@@ -41,12 +41,7 @@ class HalfCheetahCfg(TaskCfg):
 
 class HalfCheetahEnv(MujocoTask):
     default_max_episode_steps = 1000
-    param_ranges = {
-        "friction_scale": (0.5, 1.5),
-        "mass_scale": (0.5, 1.5),
-        "damping_scale": (0.5, 2.0),
-        "actuator_gain_scale": (0.75, 1.25),
-    }
+    param_ranges = LOCOMOTION_PARAM_RANGES
     camera = {"track_body": "torso", "distance": 4.0, "elevation": -20.0, "azimuth": 90.0}
 
     def _initial_state(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -23,6 +23,15 @@ GYMNASIUM_ASSETS = Path(gymnasium.__file__).parent / "envs" / "mujoco" / "assets
 """Gymnasium's MuJoCo models; the tasks load them from here so the physics is identical."""
 
 
+LOCOMOTION_PARAM_RANGES: dict[str, tuple[float, float]] = {
+    "friction_scale": (0.5, 1.5),
+    "mass_scale": (0.5, 1.5),
+    "damping_scale": (0.5, 2.0),
+    "actuator_gain_scale": (0.75, 1.25),
+}
+"""The randomisable parameters of the legged tasks (Hopper, HalfCheetah): ground contact matters."""
+
+
 class MujocoTaskCfg(Protocol):
     """The config fields every MuJoCo task has (each task's config declares them itself)."""
 
@@ -48,6 +57,7 @@ class MujocoTask(BatchedEnv):
     body_names: tuple[str, ...] = ()
     """Bodies whose world positions the task reads (``self.xpos[:, k]`` is body ``k``)."""
     param_ranges: dict[str, tuple[float, float]] = {}
+    """Per-env parameter multipliers domain randomisation may draw from (name -> widest range)."""
     """Randomisable parameters (keys of ``mujoco_batch.PARAM_SETTERS``, nominal 1.0) and their widest range."""
     camera: dict[str, Any] = {}
     """Render camera settings (see ``MujocoBatch.render``)."""
