@@ -70,8 +70,10 @@ class RunSpec:
     algo: str
     train: dict[str, Any]
     task_overrides: dict[str, Any]
+    """The task's resolved config (every field), applied as overrides when the env is rebuilt."""
     learner_cfg: dict[str, Any]
     adapters: dict[str, Any]
+    """The resolved ``AdaptersCfg`` (``{}``: no adapters)."""
 
 
 def learner_classes(algo: str) -> tuple[type[Learner], type]:
@@ -96,6 +98,15 @@ def build_env(
 
         env = wrap(env, apply_overrides(AdaptersCfg(), adapters))
     return env
+
+
+def _resolve_adapters(adapters: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The adapters' full config as a JSON-ready dict (``{}`` when none is asked for)."""
+    if not adapters:
+        return {}
+    from embodied.sim2real.adapters import AdaptersCfg
+
+    return to_dict(apply_overrides(AdaptersCfg(), adapters))
 
 
 def build_learner(algo: str, env: BatchedEnv, device: str, learner_cfg: Mapping[str, Any] | Any = None) -> Learner:
@@ -143,7 +154,10 @@ def train(
         num_envs = cfg.num_envs or learner_cls.default_num_envs
         cfg = dataclasses.replace(cfg, num_envs=num_envs)
         run_dir = Path(cfg.run_dir) if cfg.run_dir else _default_run_dir(task_id, algo, cfg.seed)
-        run = RunSpec(task_id, algo, to_dict(cfg), dict(task_overrides or {}), to_dict(learner_cfg), dict(adapters or {}))
+        # Store resolved configs, not the overrides: the run keeps its settings if defaults change later.
+        task_cfg = to_dict(registry.load_cfg(task_id, **dict(task_overrides or {})))
+        adapters_cfg = _resolve_adapters(adapters)
+        run = RunSpec(task_id, algo, to_dict(cfg), task_cfg, to_dict(learner_cfg), adapters_cfg)
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "run.json").write_text(json.dumps(dataclasses.asdict(run), indent=2))
 

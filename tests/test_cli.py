@@ -68,3 +68,17 @@ def test_train_eval_and_resume_from_the_command_line(capsys, tmp_path):
     assert json.loads((run / "eval.json").read_text())["train_steps"] == 400
     assert main(resume + ["algo.lr=1"]) == 2
     assert "overrides are not allowed" in capsys.readouterr().err
+
+
+def test_training_under_adapters_from_the_command_line(tmp_path):
+    run = tmp_path / "run"
+    args = ["train", "Control/InvertedPendulum-v0", "--algo", "ppo", "--num-envs", "4", "--total-steps", "256",
+            "--run-dir", str(run), "--no-progress", "algo.num_steps=32", "algo.num_minibatches=2", "eval_episodes=2",
+            "adapters.noise.std=0.01", "adapters.latency.steps=1", "adapters.safety.max_delta=0.5",
+            "adapters.randomize.ranges={\"mass_scale\": [0.8, 1.2]}", "task.reset_noise_scale=0.02"]
+    assert main(args) == 0
+    spec = json.loads((run / "run.json").read_text())
+    assert spec["adapters"]["noise"]["std"] == 0.01 and spec["adapters"]["rate"] is None
+    assert spec["task_overrides"]["reset_noise_scale"] == 0.02
+    assert json.loads((run / "eval.json").read_text())["episodes"] == 2
+    assert main(args[:-1] + ["adapters.randomize.ranges={\"no_such_param\": [0.8, 1.2]}", "--run-dir", str(tmp_path / "r2")]) == 2
