@@ -4,7 +4,7 @@ The loop (``embodied.policies.train``) does, for every batched env step::
 
     action = learner.act(obs)
     next_obs, reward, terminated, truncated, info = env.step(action)
-    learner.observe(obs, action, reward, info["final_obs"], terminated, truncated)
+    learner.observe(obs, action, reward, info["final_obs"], terminated, truncated, info)
     if learner.ready_to_update():
         metrics = learner.update()
 
@@ -56,8 +56,10 @@ class Learner(ABC):
         next_obs: Any,
         terminated: torch.Tensor,
         truncated: torch.Tensor,
+        info: dict[str, Any] | None = None,
     ) -> None:
-        """Record one batched transition (``next_obs`` is ``info["final_obs"]``)."""
+        """Record one batched transition (``next_obs`` is ``info["final_obs"]``; ``info`` is the
+        env's, for learners that need more, such as the primitive steps inside a decision)."""
 
     @abstractmethod
     def ready_to_update(self) -> bool:
@@ -73,6 +75,12 @@ class Learner(ABC):
 
     @abstractmethod
     def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+    @classmethod
+    def required_adapters(cls, cfg: Any) -> dict[str, Any]:
+        """Adapters this learner needs around the task (``AdaptersCfg`` overrides), e.g. a
+        sequence policy's decision rate. The loop adds them; the run's own settings win."""
+        return {}
 
     def policy_state_dict(self) -> dict[str, Any]:
         """The smaller part of the state needed only to act (shipped policies, evaluation)."""

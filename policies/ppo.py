@@ -160,6 +160,7 @@ class PPO(Learner):
         next_obs: torch.Tensor,
         terminated: torch.Tensor,
         truncated: torch.Tensor,
+        info: dict[str, Any] | None = None,
     ) -> None:
         """Store one batched step; ``next_obs`` (``info["final_obs"]``) bootstraps truncated episodes."""
         dev = self.device

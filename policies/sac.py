@@ -148,6 +148,7 @@ class SAC(Learner):
         next_obs: torch.Tensor,
         terminated: torch.Tensor,
         truncated: torch.Tensor,
+        info: dict[str, Any] | None = None,
     ) -> None:
         """Store the batch of transitions; ``truncated`` is deliberately unused (time limits are bootstrapped)."""
         dev = self.device

@@ -156,7 +156,7 @@ def train(
         run_dir = Path(cfg.run_dir) if cfg.run_dir else _default_run_dir(task_id, algo, cfg.seed)
         # Store resolved configs, not the overrides: the run keeps its settings if defaults change later.
         task_cfg = to_dict(registry.load_cfg(task_id, **dict(task_overrides or {})))
-        adapters_cfg = _resolve_adapters(adapters)
+        adapters_cfg = _resolve_adapters({**learner_cls.required_adapters(learner_cfg), **dict(adapters or {})})
         run = RunSpec(task_id, algo, to_dict(cfg), task_cfg, to_dict(learner_cfg), adapters_cfg)
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "run.json").write_text(json.dumps(dataclasses.asdict(run), indent=2))
@@ -200,7 +200,7 @@ def train(
             with torch.no_grad():
                 action = learner.act(obs)
             next_obs, reward, terminated, truncated, info = env.step(action)
-            learner.observe(obs, action, reward, info["final_obs"], terminated, truncated)
+            learner.observe(obs, action, reward, info["final_obs"], terminated, truncated, info)
             obs = next_obs
             global_step += env.num_envs
             done = terminated | truncated
