@@ -21,6 +21,14 @@ Envs that finish part-way (terminated or truncated at primitive step ``j < steps
     fresh observation. An env that finishes at the last primitive step keeps the base env's
     autoreset observation. Episode lengths stay counted in primitive steps, so a task's
     ``max_episode_steps`` lasts ``ceil(max_episode_steps / steps)`` decisions.
+Primitive transitions
+    For tensor observations ``info["primitive"]`` holds the single-step transitions inside the
+    decision, so learners that train on the fine time scale (SRL's critics and model) see
+    every primitive step: ``obs``/``next_obs`` (n, k, obs_dim) (``next_obs`` is each step's
+    final observation, before any autoreset), ``action`` (n, k, *action_shape), ``reward``
+    and ``terminated`` (n, k), and ``valid`` (n, k) bool, False for the discarded steps after
+    an env finished part-way. The first step's ``obs`` is the observation the wrapper last
+    returned (from ``step`` or ``reset``), which it keeps (and checkpoints) for this purpose.
 Other info
     ``info["safety"]`` reports of an inner :class:`~embodied.sim2real.safety.ActionSafety` are
     merged over the primitive steps (masks OR, counts add); any other key is the last step's.
@@ -69,6 +77,13 @@ class DecisionRate(BatchedWrapper):
             self.action_space = batch_space(self.single_action_space, env.num_envs)
             self.action_low = torch.as_tensor(self.single_action_space.low, device=env.device)
             self.action_high = torch.as_tensor(self.single_action_space.high, device=env.device)
+        self._obs: Obs | None = None
+        """The observation last returned: the first primitive step's ``obs`` in ``info["primitive"]``."""
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None, env_ids: torch.Tensor | None = None):
+        obs, info = self.env.reset(seed=seed, options=options, env_ids=env_ids)
+        self._obs = obs
+        return obs, info
 
     def _sequence(self, actions: Any) -> torch.Tensor:
         """``actions`` as a (num_envs, steps, *action_shape) tensor."""
@@ -99,8 +114,14 @@ class DecisionRate(BatchedWrapper):
         final: Obs | None = None
         ep_return = ep_length = None
         safety = None
+        record = isinstance(self._obs, torch.Tensor)  # primitive transitions for tensor observations only
+        steps: list[tuple[torch.Tensor, ...]] = []
+        obs = self._obs
         for i in range(k):
+            before = obs
             obs, r, te, tr, info = self.env.step(seq[:, i])
+            if record:
+                steps.append((before, seq[:, i], r, info["final_obs"], te, active.clone()))
             reward = reward + torch.where(active, r, torch.zeros_like(r))
             for name, value in info.get("reward_terms", {}).items():
                 terms[name] = terms.get(name, torch.zeros_like(value)) + torch.where(active, value, torch.zeros_like(value))
@@ -121,7 +142,17 @@ class DecisionRate(BatchedWrapper):
         info = {**info, "reward_terms": terms, "final_obs": final, "episode_return": ep_return, "episode_length": ep_length}
         if safety is not None:
             info["safety"] = safety
+        if record:
+            names = ("obs", "action", "reward", "next_obs", "terminated", "valid")
+            info["primitive"] = {name: torch.stack(column, dim=1) for name, column in zip(names, zip(*steps, strict=True), strict=True)}
+        self._obs = obs
         return obs, reward, terminated, truncated, info
+
+    def _wrapper_state(self) -> dict[str, Any]:
+        return {"obs": self._obs}
+
+    def _load_wrapper_state(self, state: dict[str, Any]) -> None:
+        self._obs = state.get("obs")
 
     def describe(self) -> dict[str, Any]:
         out = super().describe()

@@ -227,6 +227,41 @@ def test_rate_plays_action_sequences(task_id):
     assert env.check_action(seq).shape == seq.shape
 
 
+@task_ids
+def test_rate_reports_the_primitive_transitions_of_a_manual_rollout(task_id):
+    k = 4
+    env = DecisionRate(make(task_id, episode=10), RateCfg(steps=k, action_sequence=True))
+    ref = make(task_id, episode=10)
+    obs, _ = env.reset(seed=2)
+    ref_obs, _ = ref.reset(seed=2)
+    partial = 0
+    for t in range(10):
+        seq = torch.stack(random_actions(env, k, seed=t), dim=1)
+        next_obs, *_, info = env.step(seq)
+        prim = info["primitive"]
+        n = ref.num_envs
+        assert prim["obs"].shape == (n, k, *obs.shape[1:]) and prim["action"].shape == seq.shape
+        active = torch.ones(n, dtype=torch.bool)
+        for i in range(k):
+            o, r, te, tr, inf = ref.step(seq[:, i])
+            assert torch.equal(prim["obs"][:, i], ref_obs)
+            assert torch.equal(prim["action"][:, i], seq[:, i])
+            assert torch.equal(prim["reward"][:, i], r)
+            assert torch.equal(prim["next_obs"][:, i], inf["final_obs"])
+            assert torch.equal(prim["terminated"][:, i], te)
+            assert torch.equal(prim["valid"][:, i], active)
+            if i < k - 1:
+                partial += int((active & (te | tr)).sum())
+            active &= ~(te | tr)
+            ref_obs = o
+        part_way = ~prim["valid"][:, -1]  # the wrapper restarts envs that finished part-way: follow it
+        if part_way.any():
+            fresh, _ = ref.reset(env_ids=part_way.nonzero().squeeze(-1))
+            ref_obs = torch.where(part_way[:, None], fresh, ref_obs)
+        assert torch.equal(next_obs, ref_obs)
+    assert partial > 0, "the test should finish episodes part-way through a decision"
+
+
 def test_rate_rejects_bad_configs_and_actions():
     env = make("Control/Pendulum-v0")
     for steps in (0, -2):
