@@ -4,4 +4,5 @@ LEARNERS: dict[str, tuple[str, str]] = {
     # name: ("module:LearnerClass", "module:ConfigDataclass")
     "sac": ("embodied.policies.sac:SAC", "embodied.policies.sac:SACCfg"),
     "ppo": ("embodied.policies.ppo:PPO", "embodied.policies.ppo:PPOCfg"),
+    "srl": ("embodied.policies.srl:SRL", "embodied.policies.srl:SRLCfg"),
 }

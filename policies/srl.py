@@ -1,0 +1,364 @@
+"""Sequence Reinforcement Learning (SRL; Patel and Siegelmann, ICLR 2025) on the batched contract.
+
+A real controller often decides only every J primitive steps. SRL's actor therefore emits a
+*sequence* of J actions per decision, and is trained so that every action of the sequence is
+good in the state it will actually be played in, states it never observes:
+
+* **Actor**: an MLP maps the state to the initial hidden state of a GRU cell, which is stepped
+  J times. Its first input is the previous action played (zeros at an episode start), then
+  its own sampled action (the mean at evaluation); each step emits a tanh-Gaussian action.
+  It unrolls to any length (:meth:`SRL.act_sequence`, the FAS protocol of ``policies/fas.py``).
+* **Model**: an MLP predicts the next state from (state, action) (as ``s + f(s, a)``), trained
+  with MSE on real primitive transitions; a Polyak copy (``model_tau``) imagines the states.
+* **Critics**: SAC's twin Q networks, trained on the *primitive* single-step transitions
+  inside each decision (``info["primitive"]`` of the decision-rate adapter).
+* **Temporal recall** (actor loss): from a real state s_0, imagined s_1..s_{J-1} come from
+  the target model driven by the actor's own actions (no gradient through the model), and
+  ``sum_j alpha log pi(a_j) - min Q(s_j, a_j)`` is minimised; alpha is tuned on the mean
+  log-probability over the sequence.
+
+The replay buffer stores each primitive state together with the action played just before it
+(the GRU's first input), so the critic target and the actor loss start the GRU as acting does.
+One ``update()`` (one decision) takes ``updates_per_step * J`` gradient steps: one per primitive
+transition stored, as SAC takes per env step.
+
+SRL-1 is SAC, exactly: with ``J == 1`` nothing of the above is built. The learner *is* SAC
+(this class subclasses it) with SAC's MLP actor, buffer and gradient step, constructed in the
+same order, so the same seed and data give bit-identical networks (``tests/test_srl.py``).
+A GRU actor with J=1 would be a different parameterisation, and could not equal SAC.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import gymnasium
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from embodied.policies.buffers import ReplayBuffer
+from embodied.policies.nets import LOG_STD_MAX, LOG_STD_MIN, TANH_EPS, flat_box_dim, mlp, mlp_forward
+from embodied.policies.sac import SAC, SACCfg, _zero_grad, make_adam
+
+
+@dataclass
+class SRLCfg(SACCfg):
+    """SAC's hyperparameters, plus the sequence length and the dynamics model's."""
+
+    J: int = 4
+    """Actions per decision (primitive steps the policy plans ahead); 1 is plain SAC."""
+    learning_starts: int = 10_000
+    """Primitive transitions collected with uniform random actions before learning (the paper's 10k)."""
+    gru_size: int = 256
+    """Hidden size of the actor's GRU cell (its initial state comes from the ``hidden_sizes`` MLP)."""
+    model_hidden_sizes: tuple[int, ...] = (400, 300)
+    """Hidden layer sizes of the dynamics model."""
+    model_lr: float = 3e-4
+    """Adam learning rate of the dynamics model."""
+    model_tau: float = 0.005
+    """Polyak coefficient of the target model that imagines the intermediate states."""
+
+
+# ---------------------------------------------------------------------------- networks
+
+
+class GRUSequenceActor(nn.Module):
+    """State -> initial GRU hidden state; each GRU step (input: the previous action) emits a tanh-Gaussian action.
+
+    Actions are normalised to [-1, 1], as in SAC's actor; log-probabilities are of those.
+    """
+
+    def __init__(self, obs_dim: int, act_dim: int, hidden: tuple[int, ...], gru_size: int) -> None:
+        super().__init__()
+        self.init_net = mlp(obs_dim, hidden, gru_size)
+        self._init_linears = [m for m in self.init_net if isinstance(m, nn.Linear)]
+        self.cell = nn.GRUCell(act_dim, gru_size)
+        self.head = nn.Linear(gru_size, 2 * act_dim)  # mean and log-std
+
+    def initial_hidden(self, obs: torch.Tensor) -> torch.Tensor:
+        """(B, gru_size); tanh keeps it in the range the GRU's own hidden states live in."""
+        return torch.tanh(mlp_forward(self._init_linears, obs))
+
+    def step(
+        self, hidden: torch.Tensor, previous: torch.Tensor, deterministic: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """One GRU step: the new hidden state, an action (B, act_dim) and its log-prob (B,) (None if deterministic)."""
+        hidden = self.cell(previous, hidden)
+        mean, log_std = self.head(hidden).chunk(2, dim=-1)
+        if deterministic:
+            return hidden, torch.tanh(mean), None
+        log_std = log_std.clamp(LOG_STD_MIN, LOG_STD_MAX)
+        noise = torch.randn_like(mean)
+        action = torch.tanh(torch.addcmul(mean, log_std.exp(), noise))
+        # log N(u; mean, std) - log|d tanh(u)/du|, as in SAC's actor.
+        gaussian = noise.square().mul_(-0.5).sub_(0.5 * math.log(2 * math.pi))
+        squash = torch.log((1.0 + TANH_EPS) - action.square())
+        return hidden, action, (gaussian - log_std - squash).sum(-1)
+
+    def unroll(self, obs: torch.Tensor, previous: torch.Tensor, length: int, deterministic: bool = False) -> torch.Tensor:
+        """``length`` actions (B, length, act_dim), each fed back as the next input."""
+        hidden, actions = self.initial_hidden(obs), []
+        for _ in range(length):
+            hidden, previous, _ = self.step(hidden, previous, deterministic)
+            actions.append(previous)
+        return torch.stack(actions, dim=1)
+
+
+class DynamicsModel(nn.Module):
+    """``s' = s + f(s, a)``: predicting the change keeps the untrained model near the identity."""
+
+    def __init__(self, obs_dim: int, act_dim: int, hidden: tuple[int, ...]) -> None:
+        super().__init__()
+        self.net = mlp(obs_dim + act_dim, hidden, obs_dim)
+        self._linears = [m for m in self.net if isinstance(m, nn.Linear)]
+
+    def forward(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        return obs + mlp_forward(self._linears, torch.cat([obs, action], dim=-1))
+
+
+# ---------------------------------------------------------------------------- the learner
+
+
+class SRL(SAC):
+    """SRL-J: a GRU sequence actor trained by temporal recall through a learned model; SRL-1 is SAC."""
+
+    name = "srl"
+    default_num_envs = 1
+
+    def __init__(
+        self,
+        cfg: SRLCfg,
+        observation_space: gymnasium.Space,
+        action_space: gymnasium.spaces.Box,
+        num_envs: int,
+        device: str | torch.device = "cpu",
+    ) -> None:
+        if isinstance(cfg.J, bool) or not isinstance(cfg.J, int) or cfg.J < 1:
+            raise ValueError(f"SRL's J (actions per decision) must be an int >= 1, got {cfg.J!r}")
+        # Under the rate adapter with action_sequence the env's action space is (J, act_dim):
+        # everything inside the learner works on one primitive action.
+        if isinstance(action_space, gymnasium.spaces.Box) and len(action_space.shape) == 2:
+            action_space = gymnasium.spaces.Box(action_space.low[0], action_space.high[0], dtype=action_space.dtype)
+        super().__init__(cfg, observation_space, action_space, num_envs, device)
+        self.J = cfg.J
+        self.emits_sequences = self.J > 1
+        """The FAS evaluator's sequence-policy flag (``policies/fas.py``); SRL-1 acts like SAC."""
+        if self.J == 1:
+            return  # SAC, untouched
+
+        dev, act_dim = self.device, self.act_dim
+        self.obs_dim = obs_dim = flat_box_dim(observation_space, "observation", "SRL")
+        # Replace SAC's MLP actor (and its optimiser) by the sequence actor.
+        self.actor = GRUSequenceActor(obs_dim, act_dim, cfg.hidden_sizes, cfg.gru_size).to(dev)
+        actor_groups = [(list(self.actor.parameters()), cfg.policy_lr)]
+        if cfg.autotune:
+            actor_groups.append(([self.log_alpha], cfg.alpha_lr))
+        self.actor_opt = make_adam(actor_groups, cfg.fused_optimizer)
+        self._actor_params = [p for params, _ in actor_groups for p in params]
+
+        self.model = DynamicsModel(obs_dim, act_dim, cfg.model_hidden_sizes).to(dev)
+        self.model_target = copy.deepcopy(self.model).requires_grad_(False)
+        self.model_opt = make_adam([(list(self.model.parameters()), cfg.model_lr)], cfg.fused_optimizer)
+        self._model_params = list(self.model.parameters())
+        self._model_target_params = list(self.model_target.parameters())
+
+        # Stored "observations" are (state, previous action): the GRU's first input travels with the state.
+        self.buffer = ReplayBuffer(cfg.buffer_size, obs_dim + act_dim, act_dim, dev)
+        self.prev_action = torch.zeros(num_envs, act_dim, device=dev)
+        """Per env, the last normalised action played (zeros at an episode start)."""
+
+    @classmethod
+    def required_adapters(cls, cfg: SRLCfg) -> dict[str, Any]:
+        """SRL-J decides every J primitive steps and plays its J distinct actions."""
+        return {"rate": {"steps": cfg.J, "action_sequence": True}} if cfg.J > 1 else {}
+
+    # ------------------------------------------------------------------ acting
+    def act(self, obs: torch.Tensor, deterministic: bool = False) -> torch.Tensor:
+        """SRL-1: SAC's (num_envs, act_dim) actions. SRL-J: (num_envs, J, act_dim) sequences in env units."""
+        if self.J == 1:
+            return super().act(obs, deterministic)
+        return self.act_sequence(obs, self.J, deterministic)
+
+    def act_sequence(self, obs: torch.Tensor, length: int, deterministic: bool = False) -> torch.Tensor:
+        """(num_envs, length, act_dim) actions in env units: the GRU unrolled ``length`` steps.
+
+        Uniform random before ``learning_starts`` (training only). SRL-1 repeats SAC's action,
+        as the SAC baselines do. The last action becomes the next decision's first GRU input;
+        :meth:`observe` resets it at episode ends (an evaluation loop that never calls
+        ``observe`` keeps it across its episodes' boundaries).
+        """
+        obs = obs.to(self.device, torch.float32)
+        n = obs.shape[0]
+        if self.J == 1:
+            return super().act(obs, deterministic).unsqueeze(1).expand(n, length, self.act_dim)
+        if self.prev_action.shape[0] != n:  # another batch of envs (evaluation): start afresh
+            self.prev_action = torch.zeros(n, self.act_dim, device=self.device)
+        if not deterministic and self.num_transitions < self.cfg.learning_starts and not self._policy_loaded:
+            normalised = torch.rand(n, length, self.act_dim, device=self.device) * 2.0 - 1.0
+        else:
+            with torch.no_grad():
+                normalised = self.actor.unroll(obs, self.prev_action, length, deterministic)
+        self.prev_action = normalised[:, -1].clone()
+        return normalised * self.action_scale + self.action_bias
+
+    # ------------------------------------------------------------------ storing
+    def observe(
+        self,
+        obs: torch.Tensor,
+        action: torch.Tensor,
+        reward: torch.Tensor,
+        next_obs: torch.Tensor,
+        terminated: torch.Tensor,
+        truncated: torch.Tensor,
+        info: dict[str, Any] | None = None,
+    ) -> None:
+        """SRL-1: SAC's. SRL-J: store every valid primitive transition of ``info["primitive"]``."""
+        if self.J == 1:
+            return super().observe(obs, action, reward, next_obs, terminated, truncated, info)
+        prim = (info or {}).get("primitive")
+        if prim is None:
+            raise ValueError(
+                "SRL with J > 1 trains on the primitive steps inside each decision, which the decision-rate "
+                "adapter reports in info['primitive'] (tensor observations); run it under "
+                f"adapters {self.required_adapters(self.cfg)}"
+            )
+        dev = self.device
+        played = ((prim["action"].to(dev) - self.action_bias) / self.action_scale).clamp(-1.0, 1.0)  # (n, k, A)
+        n = played.shape[0]
+        if self.prev_action.shape[0] != n:
+            self.prev_action = torch.zeros(n, self.act_dim, device=dev)
+        before = torch.cat([self.prev_action.unsqueeze(1), played[:, :-1]], dim=1)  # each step's previous action
+        valid = prim["valid"].to(dev)
+        self.buffer.add(
+            torch.cat([prim["obs"].to(dev), before], dim=-1)[valid],
+            played[valid],
+            prim["reward"].to(dev)[valid],
+            torch.cat([prim["next_obs"].to(dev), played], dim=-1)[valid],
+            prim["terminated"].to(dev)[valid],
+        )
+        self.num_transitions += int(valid.sum())
+        done = (terminated | truncated).to(dev)
+        self.prev_action = torch.where(done.unsqueeze(-1), torch.zeros_like(played[:, -1]), played[:, -1])
+
+    # ------------------------------------------------------------------ the algorithm
+    def update(self) -> dict[str, float]:
+        """SRL-1: SAC's. SRL-J: ``updates_per_step * J`` gradient steps (one per primitive transition)."""
+        if self.J == 1:
+            return super().update()
+        log = self.num_updates % self.cfg.metrics_interval == 0
+        metrics: dict[str, torch.Tensor] = {}
+        for _ in range(self.cfg.updates_per_step * self.J):
+            metrics = self._gradient_step(log)
+        self.num_updates += 1
+        if log:
+            values = torch.stack(list(metrics.values())).tolist()  # one host sync
+            self._metrics = dict(zip(metrics, values, strict=True))
+        return dict(self._metrics)
+
+    def _gradient_step(self, log: bool) -> dict[str, torch.Tensor]:
+        if self.J == 1:
+            return super()._gradient_step(log)
+        cfg, split = self.cfg, (self.obs_dim, self.act_dim)
+        batch = self.buffer.sample(cfg.batch_size)
+        obs, prev = batch.obs.split(split, dim=-1)
+        next_obs, next_prev = batch.next_obs.split(split, dim=-1)
+
+        # Critic: SAC's soft Bellman target on the primitive transition; the next action is the
+        # GRU's first, started as acting would start it (its input: the action just played).
+        with torch.no_grad():
+            _, next_action, next_log_prob = self.actor.step(self.actor.initial_hidden(next_obs), next_prev)
+            next_q = self.qf_target(next_obs, next_action).amin(0)
+            next_v = torch.addcmul(next_q, self.alpha, next_log_prob, value=-1.0)
+            target = torch.addcmul(batch.reward, 1.0 - batch.terminated, next_v, value=cfg.gamma)
+        q = self.qf(obs, batch.action)
+        qf_loss = F.mse_loss(q, target.expand_as(q)) * q.shape[0]
+        _zero_grad(self._q_params)
+        qf_loss.backward()
+        self.q_opt.step()
+
+        # Model: one-step MSE on the same real transitions.
+        model_loss = F.mse_loss(self.model(obs, batch.action), next_obs)
+        _zero_grad(self._model_params)
+        model_loss.backward()
+        self.model_opt.step()
+
+        metrics: dict[str, torch.Tensor] = {}
+        if self.num_gradient_steps % cfg.policy_frequency == 0:
+            for _ in range(cfg.policy_frequency):
+                actor_loss, log_prob = self._temporal_recall_loss(obs, prev)
+                loss = actor_loss
+                if cfg.autotune:
+                    alpha_loss = -self.log_alpha * (log_prob.detach().mean() + self.target_entropy)
+                    loss = loss + alpha_loss
+                _zero_grad(self._actor_params)
+                loss.backward()
+                self.actor_opt.step()
+                if cfg.autotune:
+                    self.alpha = self.log_alpha.detach().exp()
+                    if log:
+                        metrics["losses/alpha_loss"] = alpha_loss.detach()
+            if log:
+                metrics["losses/actor_loss"] = actor_loss.detach()
+                metrics["losses/entropy"] = -log_prob.detach().mean()
+
+        if self.num_gradient_steps % cfg.target_network_frequency == 0:
+            torch._foreach_lerp_(self._q_target_params, self._q_params, cfg.tau)
+        torch._foreach_lerp_(self._model_target_params, self._model_params, cfg.model_tau)
+        self.num_gradient_steps += 1
+
+        if log:
+            qf_losses = (q.detach() - target).pow(2).mean(1)
+            metrics |= {
+                "losses/qf1_values": q[0].detach().mean(),
+                "losses/qf2_values": q[1].detach().mean(),
+                "losses/qf_loss": qf_losses.mean(),
+                "losses/model_loss": model_loss.detach(),
+                "losses/alpha": self.alpha,
+            }
+        return metrics
+
+    def _temporal_recall_loss(self, obs: torch.Tensor, prev: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``mean_B sum_j alpha log pi(a_j) - min Q(s_j, a_j)`` and the log-probs (J, B).
+
+        s_0 is real; s_{j+1} = target_model(s_j, a_j) without gradient (the model is a fixed
+        simulator to the actor). Gradients reach a_j directly and, through the GRU, from every
+        later step. The J critic evaluations run as one batch.
+        """
+        hidden, action, state = self.actor.initial_hidden(obs), prev, obs
+        states, actions, log_probs = [], [], []
+        for j in range(self.J):
+            hidden, action, log_prob = self.actor.step(hidden, action)
+            states.append(state)
+            actions.append(action)
+            log_probs.append(log_prob)
+            if j < self.J - 1:
+                with torch.no_grad():
+                    state = self.model_target(state, action)
+        q = self.qf(torch.cat(states), torch.cat(actions), detach_params=True).amin(0)  # (J * B,)
+        log_prob = torch.stack(log_probs)  # (J, B)
+        loss = (self.alpha * log_prob - q.view_as(log_prob)).sum(0).mean()
+        return loss, log_prob
+
+    # ------------------------------------------------------------------ checkpoints
+    def state_dict(self) -> dict[str, Any]:
+        state = super().state_dict()
+        if self.J > 1:
+            state |= {
+                "model": self.model.state_dict(),
+                "model_target": self.model_target.state_dict(),
+                "model_opt": self.model_opt.state_dict(),
+                "prev_action": self.prev_action.clone(),
+            }
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        if self.J > 1:
+            self.model.load_state_dict(state["model"])
+            self.model_target.load_state_dict(state["model_target"])
+            self.model_opt.load_state_dict(state["model_opt"])
+            self.prev_action = state["prev_action"].to(self.device).clone()
