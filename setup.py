@@ -52,6 +52,7 @@ setup(
         "isaacgym-stubs",
         "tensorboard>=2.15",
         "tqdm>=4.66",
+        "matplotlib>=3.8",
     ],
     extras_require={
         "gpu": ["mujoco-warp"],

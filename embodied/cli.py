@@ -95,6 +95,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if args.task_id != run["task_id"]:
         raise ValueError(f"checkpoint {args.checkpoint} was trained on {run['task_id']}, not {args.task_id}")
     groups = _split_overrides(args.overrides)
+    if args.fas:
+        return _eval_fas(args, learner, run, groups)
     summary = evaluate(args.task_id, learner, args.episodes, seed=args.seed, device=args.device, num_envs=args.num_envs,
                        task_overrides={**run["task_overrides"], **groups["task"]},
                        adapters={**run["adapters"], **groups["adapters"]})
@@ -102,6 +104,31 @@ def cmd_eval(args: argparse.Namespace) -> int:
     print(text)
     if args.output:
         Path(args.output).write_text(text)
+    return 0
+
+
+def _eval_fas(args: argparse.Namespace, learner: Any, run: dict[str, Any], groups: dict[str, dict[str, Any]]) -> int:
+    """``eval --fas``: the Frequency-Averaged Score curve and score as JSON, and its plot."""
+    from embodied.policies.fas import FAS_LENGTHS, fas_evaluate, plot_fas
+
+    if any(key == "rate" or key.startswith("rate.") for key in groups["adapters"]):
+        raise ValueError("--fas sets the decision rate itself; adapters.rate.* overrides are not allowed")
+    try:
+        lengths = [int(k) for k in args.fas_lengths.split(",")] if args.fas_lengths else list(FAS_LENGTHS)
+    except ValueError:
+        raise ValueError(f"--fas-lengths must be comma-separated ints (e.g. 1,2,4), got {args.fas_lengths!r}") from None
+    result = fas_evaluate(args.task_id, learner, lengths, args.episodes, seed=args.seed, device=args.device,
+                          num_envs=args.num_envs, task_overrides={**run["task_overrides"], **groups["task"]},
+                          adapters={**run["adapters"], **groups["adapters"]},
+                          max_reward=args.fas_max_reward, shift=args.fas_shift)
+    checkpoint = Path(args.checkpoint)
+    plot = Path(args.fas_plot) if args.fas_plot else (checkpoint if checkpoint.is_dir() else checkpoint.parent) / "fas.png"
+    result["plot"] = str(plot_fas(result, plot))
+    keys = ("task_id", "algo", "sequence_policy", "episodes", "curve", "score", "max_reward", "shift", "plot")
+    # One line per key, so the curve stays readable: [[k, mean return], ...].
+    print("{\n" + ",\n".join(f"  {json.dumps(key)}: {json.dumps(result[key])}" for key in keys) + "\n}")
+    if args.output:
+        Path(args.output).write_text(json.dumps(result, indent=2))
     return 0
 
 
@@ -148,7 +175,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num-envs", type=int, help="parallel envs (default min(episodes, 16))")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu")
-    p.add_argument("--output", help="also write the JSON summary to this file")
+    p.add_argument("--output", help="also write the JSON summary to this file (with --fas: the full result)")
+    p.add_argument("--fas", action="store_true", help="Frequency-Averaged Score: evaluate at 1, 2, 4, ..., 30 primitive"
+                   " steps per decision; prints the curve and score as JSON and saves a plot")
+    p.add_argument("--fas-plot", help="where --fas saves its plot (default: fas.png in the run folder)")
+    p.add_argument("--fas-lengths", help="comma-separated steps per decision for --fas (default 1,2,4,6,...,30)")
+    p.add_argument("--fas-max-reward", type=float, help="--fas normalisation (default: the authors' value for the task)")
+    p.add_argument("--fas-shift", type=float, help="--fas return shift (default: the authors' value for the task, else 0)")
     p.add_argument("overrides", nargs="*", help="task.* and adapters.* overrides (e.g. adapters.noise.std=0.05)")
     p.set_defaults(func=cmd_eval)
 
