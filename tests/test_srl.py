@@ -1,0 +1,145 @@
+"""SRL: SRL-1 is SAC bit for bit, the model learns, SRL-J trains through the loop and resumes exactly."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from embodied.policies.checkpoint import first_difference, load_checkpoint
+from embodied.policies.fas import fas_evaluate, is_sequence_policy
+from embodied.policies.srl import SRL, SRLCfg
+from embodied.policies.train import TrainCfg, build_env, build_learner, train
+
+SMALL = {"hidden_sizes": [32, 32], "batch_size": 32, "learning_starts": 100}
+SMALL_SRL = {**SMALL, "gru_size": 32, "model_hidden_sizes": [32, 32]}
+RATE4 = {"rate": {"steps": 4, "action_sequence": True}}
+
+
+def cfg(run_dir: Path, total: int = 600, every: int = 200, seed: int = 3) -> TrainCfg:
+    return TrainCfg(total_steps=total, num_envs=2, seed=seed, run_dir=str(run_dir), checkpoint_every=every,
+                    eval_episodes=2, progress=False, tensorboard=False)
+
+
+def assert_same_tree(a, b) -> None:
+    assert first_difference(a, b) is None, f"{first_difference(a, b)} differs"
+
+
+def make_srl(j: int = 4, num_envs: int = 2, **overrides):
+    env = build_env("Control/Pendulum-v0", num_envs, "cpu", 0, adapters=RATE4 if j > 1 else None)
+    return env, build_learner("srl", env, "cpu", {**SMALL_SRL, "J": j, **overrides})
+
+
+def test_srl1_is_sac_bit_for_bit(tmp_path):
+    sac = load_checkpoint(train("Control/Pendulum-v0", "sac", cfg(tmp_path / "sac"), learner_overrides=SMALL))
+    srl = load_checkpoint(train("Control/Pendulum-v0", "srl", cfg(tmp_path / "srl"), learner_overrides={**SMALL, "J": 1}))
+    assert srl["run"]["adapters"] == {}, "SRL-1 decides every primitive step: no rate adapter"
+    assert srl["learner"]["counters"]["num_gradient_steps"] > 200
+    # Actor, critics, targets, alpha, optimiser moments, replay buffer and counters all equal.
+    assert_same_tree(sac["learner"], srl["learner"])
+    assert_same_tree(sac["rng"], srl["rng"])
+    sac_eval = (tmp_path / "sac" / "eval.json").read_text().replace('"algo": "sac"', "")
+    assert sac_eval == (tmp_path / "srl" / "eval.json").read_text().replace('"algo": "srl"', "")
+
+
+def test_model_one_step_error_falls_during_training():
+    torch.manual_seed(0)
+    env, learner = make_srl(4, learning_starts=400, model_lr=1e-3)
+    held_out: list[tuple[torch.Tensor, ...]] = []
+    obs, _ = env.reset(seed=0)
+    for t in range(150):  # random actions (warm-up): 50 held-out decisions, then 100 stored ones
+        action = learner.act(obs)
+        next_obs, reward, terminated, truncated, info = env.step(action)
+        prim = info["primitive"]
+        if t < 50:
+            v = prim["valid"]
+            held_out.append((prim["obs"][v], (prim["action"][v] - learner.action_bias) / learner.action_scale,
+                             prim["next_obs"][v]))
+        else:
+            learner.observe(obs, action, reward, info["final_obs"], terminated, truncated, info)
+        obs = next_obs
+    s, a, s_next = (torch.cat(column) for column in zip(*held_out, strict=True))
+
+    def error() -> float:
+        with torch.no_grad():
+            return float((learner.model(s, a) - s_next).square().mean())
+
+    before = error()
+    for _ in range(50):
+        learner.update()
+    after = error()
+    assert after < 0.5 * before, (before, after)
+    assert learner.num_gradient_steps == 50 * 4, "SRL-4 takes one gradient step per primitive transition"
+
+
+def test_srl4_trains_through_the_loop_checkpoints_and_resumes_bit_identically(tmp_path):
+    reference = load_checkpoint(train("Control/Pendulum-v0", "srl", cfg(tmp_path / "a", total=300, every=100),
+                                      learner_overrides=SMALL_SRL))
+    assert reference["run"]["adapters"]["rate"] == {"steps": 4, "action_sequence": True}
+    assert reference["learner"]["counters"]["num_transitions"] == 4 * 300, "every primitive step is stored"
+    assert reference["learner"]["counters"]["num_gradient_steps"] > 0
+    # Stop a second run part-way (at a checkpoint), then resume it to the reference's end.
+    train("Control/Pendulum-v0", "srl", cfg(tmp_path / "b", total=150, every=100), learner_overrides=SMALL_SRL)
+    resumed = load_checkpoint(train("Control/Pendulum-v0", "srl", resume=tmp_path / "b", total_steps=300))
+    assert resumed["global_step"] == reference["global_step"] == 300
+    assert_same_tree(reference["learner"], resumed["learner"])
+    assert_same_tree(reference["env"], resumed["env"])
+    assert_same_tree(reference["rng"], resumed["rng"])
+
+
+def test_actor_unrolls_to_30_steps_and_acts_in_bounds():
+    env, learner = make_srl(4, num_envs=3)
+    obs, _ = env.reset(seed=1)
+    low, high = env.unwrapped.action_low, env.unwrapped.action_high
+    assert learner.act(obs).shape == (3, 4, 1), "random warm-up sequences"
+    learner._policy_loaded = True  # act with the actor from now on
+    learner.prev_action.zero_()  # an episode start
+    long = learner.act_sequence(obs, 30, deterministic=True)
+    assert long.shape == (3, 30, 1)
+    assert ((long >= low) & (long <= high)).all()
+    learner.prev_action.zero_()
+    # The GRU's rollout does not depend on how far it will be unrolled: a decision is a prefix.
+    assert torch.equal(learner.act(obs, deterministic=True), long[:, :4])
+    assert learner.act(obs).shape == (3, 4, 1)
+    assert is_sequence_policy(learner) and not is_sequence_policy(make_srl(1)[1])
+    assert make_srl(1)[1].act(obs).shape == (3, 1)
+    result = fas_evaluate("Control/Pendulum-v0", learner, lengths=[1, 6], episodes=1, num_envs=1)
+    assert [r["decisions"] for r in result["raw"].values()] == [200, 34]
+
+
+def test_bad_configs_and_missing_primitive_steps_raise():
+    env, _ = make_srl(1)
+    for j in (0, -1, 2.0, True):
+        with pytest.raises(ValueError, match="J"):
+            SRL(SRLCfg(J=j), env.single_observation_space, env.single_action_space, 2)  # type: ignore[arg-type]
+    assert SRL.required_adapters(SRLCfg(J=8)) == {"rate": {"steps": 8, "action_sequence": True}}
+    assert SRL.required_adapters(SRLCfg(J=1)) == {}
+    learner = SRL(SRLCfg(J=4, **SMALL_SRL), env.single_observation_space, env.single_action_space, 2)
+    obs, _ = env.reset(seed=0)
+    action = learner.act(obs)
+    with pytest.raises(ValueError, match="primitive"):
+        learner.observe(obs, action, torch.zeros(2), obs, torch.zeros(2, dtype=torch.bool),
+                        torch.zeros(2, dtype=torch.bool), {})
+
+
+@pytest.mark.slow
+def test_srl4_beats_sac_with_action_repeat_4_on_inverted_pendulum(tmp_path):
+    """Both decide every 4 primitive steps, with the same primitive-step budget and seeds."""
+    task, budget, seeds = "Control/InvertedPendulum-v0", 12_000, (1, 2)
+    nets = {"hidden_sizes": [64, 64], "metrics_interval": 1000}
+    methods = {  # name: (learner, overrides, adapters)
+        "srl4": ("srl", {**nets, "J": 4, "gru_size": 64, "model_hidden_sizes": [128, 128], "learning_starts": 2000},
+                 RATE4),
+        "sac_repeat4": ("sac", {**nets, "learning_starts": 500}, {"rate": {"steps": 4}}),  # 500 decisions = 2000 steps
+    }
+    returns: dict[str, list[float]] = {name: [] for name in methods}
+    for name, (algo, overrides, adapters) in methods.items():
+        for seed in seeds:
+            run = TrainCfg(total_steps=budget // 4, num_envs=1, seed=seed, run_dir=str(tmp_path / f"{name}{seed}"),
+                           checkpoint_every=0, eval_episodes=5, progress=False, tensorboard=False)
+            run_dir = train(task, algo, run, learner_overrides=overrides, adapters=adapters)
+            returns[name].append(json.loads((run_dir / "eval.json").read_text())["return_mean"])
+    print(f"{task} at 4 primitive steps per decision, {budget} steps, seeds {seeds}: {returns}")
+    assert sum(returns["srl4"]) > sum(returns["sac_repeat4"])
