@@ -41,7 +41,8 @@ class TrainCfg:
     """How long and where to train; the task's and the learner's own settings live in their configs."""
 
     total_steps: int = 100_000
-    """Environment steps to train for, summed over all envs."""
+    """Primitive environment steps to train for, summed over all envs (a decision that plays k
+    primitive steps counts k), so methods with different decision rates get the same budget."""
     num_envs: int = 0
     """Parallel envs; 0 takes the learner's default (SAC 1, PPO 16)."""
     seed: int = 1
@@ -202,7 +203,7 @@ def train(
             next_obs, reward, terminated, truncated, info = env.step(action)
             learner.observe(obs, action, reward, info["final_obs"], terminated, truncated, info)
             obs = next_obs
-            global_step += env.num_envs
+            global_step += env.num_envs * env.primitive_steps_per_step
             done = terminated | truncated
             if done.any():
                 returns = info["episode_return"][done].tolist()

@@ -67,6 +67,9 @@ class BatchedEnv(gymnasium.vector.VectorEnv):
 
     metadata: dict[str, Any] = {"autoreset_mode": AutoresetMode.SAME_STEP, "render_modes": ["rgb_array"]}
     default_max_episode_steps: int = 1000
+    primitive_steps_per_step: int = 1
+    """Primitive env steps one call of ``step`` advances (a decision-rate adapter multiplies it);
+    training budgets count primitive steps, so methods with different decision rates compare."""
 
     def __init__(
         self,
@@ -273,6 +276,10 @@ class BatchedWrapper(BatchedEnv):
     @property
     def unwrapped(self) -> BatchedEnv:
         return self.env.unwrapped
+
+    @property
+    def primitive_steps_per_step(self) -> int:  # type: ignore[override]
+        return self.env.primitive_steps_per_step
 
     @property
     def max_episode_steps(self) -> int:  # type: ignore[override]

@@ -80,6 +80,10 @@ class DecisionRate(BatchedWrapper):
         self._obs: Obs | None = None
         """The observation last returned: the first primitive step's ``obs`` in ``info["primitive"]``."""
 
+    @property
+    def primitive_steps_per_step(self) -> int:  # type: ignore[override]
+        return self.env.primitive_steps_per_step * self.cfg.steps
+
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None, env_ids: torch.Tensor | None = None):
         obs, info = self.env.reset(seed=seed, options=options, env_ids=env_ids)
         self._obs = obs

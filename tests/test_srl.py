@@ -75,15 +75,16 @@ def test_model_one_step_error_falls_during_training():
 
 
 def test_srl4_trains_through_the_loop_checkpoints_and_resumes_bit_identically(tmp_path):
-    reference = load_checkpoint(train("Control/Pendulum-v0", "srl", cfg(tmp_path / "a", total=300, every=100),
+    # Budgets count primitive steps: 1,200 steps are 150 decisions of 2 envs x 4 steps.
+    reference = load_checkpoint(train("Control/Pendulum-v0", "srl", cfg(tmp_path / "a", total=1200, every=400),
                                       learner_overrides=SMALL_SRL))
     assert reference["run"]["adapters"]["rate"] == {"steps": 4, "action_sequence": True}
-    assert reference["learner"]["counters"]["num_transitions"] == 4 * 300, "every primitive step is stored"
+    assert reference["learner"]["counters"]["num_transitions"] == 1200, "every primitive step is stored"
     assert reference["learner"]["counters"]["num_gradient_steps"] > 0
     # Stop a second run part-way (at a checkpoint), then resume it to the reference's end.
-    train("Control/Pendulum-v0", "srl", cfg(tmp_path / "b", total=150, every=100), learner_overrides=SMALL_SRL)
-    resumed = load_checkpoint(train("Control/Pendulum-v0", "srl", resume=tmp_path / "b", total_steps=300))
-    assert resumed["global_step"] == reference["global_step"] == 300
+    train("Control/Pendulum-v0", "srl", cfg(tmp_path / "b", total=600, every=400), learner_overrides=SMALL_SRL)
+    resumed = load_checkpoint(train("Control/Pendulum-v0", "srl", resume=tmp_path / "b", total_steps=1200))
+    assert resumed["global_step"] == reference["global_step"] == 1200
     assert_same_tree(reference["learner"], resumed["learner"])
     assert_same_tree(reference["env"], resumed["env"])
     assert_same_tree(reference["rng"], resumed["rng"])
