@@ -76,6 +76,14 @@ class Learner(ABC):
     @abstractmethod
     def load_state_dict(self, state: dict[str, Any]) -> None: ...
 
+    def episodes_ended(self, done: torch.Tensor) -> None:
+        """Envs where ``done`` (num_envs,) is true start a new episode at the next ``act``.
+
+        The loop and ``evaluate`` call this after every step; a learner with memory across
+        steps (a recurrent or sequence policy) clears those envs' memory here.
+        """
+        return None  # memoryless learners have nothing to clear
+
     @classmethod
     def required_adapters(cls, cfg: Any) -> dict[str, Any]:
         """Adapters this learner needs around the task (``AdaptersCfg`` overrides), e.g. a

@@ -188,8 +188,7 @@ class SRL(SAC):
 
         Uniform random before ``learning_starts`` (training only). SRL-1 repeats SAC's action,
         as the SAC baselines do. The last action becomes the next decision's first GRU input;
-        :meth:`observe` resets it at episode ends (an evaluation loop that never calls
-        ``observe`` keeps it across its episodes' boundaries).
+        :meth:`episodes_ended` (called by the loop and by ``evaluate``) resets it at episode ends.
         """
         obs = obs.to(self.device, torch.float32)
         n = obs.shape[0]
@@ -204,6 +203,12 @@ class SRL(SAC):
                 normalised = self.actor.unroll(obs, self.prev_action, length, deterministic)
         self.prev_action = normalised[:, -1].clone()
         return normalised * self.action_scale + self.action_bias
+
+    def episodes_ended(self, done: torch.Tensor) -> None:
+        """A new episode's first decision starts the GRU from a zero previous action."""
+        if self.J > 1 and self.prev_action.shape[0] == done.shape[0]:
+            keep = ~done.to(self.device).unsqueeze(-1)
+            self.prev_action = self.prev_action * keep
 
     # ------------------------------------------------------------------ storing
     def observe(

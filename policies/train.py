@@ -202,6 +202,7 @@ def train(
                 action = learner.act(obs)
             next_obs, reward, terminated, truncated, info = env.step(action)
             learner.observe(obs, action, reward, info["final_obs"], terminated, truncated, info)
+            learner.episodes_ended(terminated | truncated)
             obs = next_obs
             global_step += env.num_envs * env.primitive_steps_per_step
             done = terminated | truncated
@@ -273,6 +274,9 @@ def evaluate(
         with torch.no_grad():
             action = learner.act(obs, deterministic=deterministic)
         obs, _, terminated, truncated, info = env.step(action)
+        episodes_ended = getattr(learner, "episodes_ended", None)  # foreign policies (SB3, random) have none
+        if episodes_ended is not None:
+            episodes_ended(terminated | truncated)
         done = (terminated | truncated) & (counts < quota)
         if done.any():
             counts += done.long()

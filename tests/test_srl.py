@@ -144,3 +144,13 @@ def test_srl4_beats_sac_with_action_repeat_4_on_inverted_pendulum(tmp_path):
             returns[name].append(json.loads((run_dir / "eval.json").read_text())["return_mean"])
     print(f"{task} at 4 primitive steps per decision, {budget} steps, seeds {seeds}: {returns}")
     assert sum(returns["srl4"]) > sum(returns["sac_repeat4"])
+
+
+def test_episode_ends_reset_the_previous_action_outside_training_too():
+    env, learner = make_srl(4, num_envs=3)
+    obs, _ = env.reset(seed=1)
+    learner._policy_loaded = True
+    learner.act(obs, deterministic=True)
+    assert (learner.prev_action != 0).any(1).all()
+    learner.episodes_ended(torch.tensor([True, False, True]))
+    assert (learner.prev_action[[0, 2]] == 0).all() and (learner.prev_action[1] != 0).any()
