@@ -154,3 +154,28 @@ def test_episode_ends_reset_the_previous_action_outside_training_too():
     assert (learner.prev_action != 0).any(1).all()
     learner.episodes_ended(torch.tensor([True, False, True]))
     assert (learner.prev_action[[0, 2]] == 0).all() and (learner.prev_action[1] != 0).any()
+
+
+def test_actor_every_amortises_the_temporal_recall_step():
+    counts = {}
+    for every in (1, 4):
+        env, learner = make_srl(4, num_envs=2, learning_starts=8, batch_size=8, actor_every=every)
+        calls = {"n": 0}
+        original = learner._temporal_recall_loss
+
+        def counting(*args, original=original, calls=calls):
+            calls["n"] += 1
+            return original(*args)
+
+        learner._temporal_recall_loss = counting
+        obs, _ = env.reset(seed=0)
+        for _ in range(6):
+            action = learner.act(obs)
+            obs, reward, terminated, truncated, info = env.step(action)
+            learner.observe(obs, action, reward, info["final_obs"], terminated, truncated, info)
+            if learner.ready_to_update():
+                learner.update()
+        counts[every] = calls["n"]
+    assert counts[1] == 4 * counts[4] > 0
+    with pytest.raises(ValueError, match="actor_every"):
+        make_srl(4, actor_every=0)
