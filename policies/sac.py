@@ -21,6 +21,7 @@ in the per-step path leaves torch (metrics become floats every ``metrics_interva
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -192,26 +193,7 @@ class SAC(Learner):
         # Actor and temperature, delayed as in TD3/CleanRL.
         metrics: dict[str, torch.Tensor] = {}
         if self.num_gradient_steps % cfg.policy_frequency == 0:
-            for _ in range(cfg.policy_frequency):
-                action, log_prob = self.actor.sample(batch.obs)
-                q_pi = self.qf(batch.obs, action, detach_params=True).amin(0)
-                actor_loss = (self.alpha * log_prob - q_pi).mean()
-                loss = actor_loss
-                if cfg.autotune:
-                    # d/d log(alpha) of -log(alpha) * (log pi + target entropy), averaged over the batch.
-                    entropy_gap = log_prob.detach().mean() + self.target_entropy
-                    alpha_loss = -self.log_alpha * entropy_gap
-                    loss = loss + alpha_loss
-                _zero_grad(self._actor_params)
-                loss.backward()
-                self.actor_opt.step()
-                if cfg.autotune:
-                    self.alpha = self.log_alpha.detach().exp()
-                    if log:
-                        metrics["losses/alpha_loss"] = alpha_loss.detach()
-            if log:
-                metrics["losses/actor_loss"] = actor_loss.detach()
-                metrics["losses/entropy"] = -log_prob.detach().mean()
+            metrics = self._actor_steps(lambda: self._actor_loss(batch.obs), log)
 
         # Target critic: Polyak averaging, one fused call over all tensors.
         if self.num_gradient_steps % cfg.target_network_frequency == 0:
@@ -228,6 +210,39 @@ class SAC(Learner):
                 "losses/qf_loss": qf_losses.mean(),
                 "losses/alpha": self.alpha,
             }
+        return metrics
+
+    def _actor_loss(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``mean(alpha log pi(a|s) - min Q(s, a))`` with a ~ pi(s), and the log-probs."""
+        action, log_prob = self.actor.sample(obs)
+        q_pi = self.qf(obs, action, detach_params=True).amin(0)
+        return (self.alpha * log_prob - q_pi).mean(), log_prob
+
+    def _actor_steps(self, actor_loss: Callable[[], tuple[torch.Tensor, torch.Tensor]], log: bool) -> dict[str, torch.Tensor]:
+        """``policy_frequency`` steps of the actor and temperature on ``actor_loss()`` (loss, log-probs).
+
+        Both losses share one backward pass and one optimiser. Subclasses change the loss only.
+        """
+        cfg = self.cfg
+        metrics: dict[str, torch.Tensor] = {}
+        for _ in range(cfg.policy_frequency):
+            loss_pi, log_prob = actor_loss()
+            loss = loss_pi
+            if cfg.autotune:
+                # d/d log(alpha) of -log(alpha) * (log pi + target entropy), averaged over the batch.
+                entropy_gap = log_prob.detach().mean() + self.target_entropy
+                alpha_loss = -self.log_alpha * entropy_gap
+                loss = loss + alpha_loss
+            _zero_grad(self._actor_params)
+            loss.backward()
+            self.actor_opt.step()
+            if cfg.autotune:
+                self.alpha = self.log_alpha.detach().exp()
+                if log:
+                    metrics["losses/alpha_loss"] = alpha_loss.detach()
+        if log:
+            metrics["losses/actor_loss"] = loss_pi.detach()
+            metrics["losses/entropy"] = -log_prob.detach().mean()
         return metrics
 
     # ------------------------------------------------------------------ checkpoints

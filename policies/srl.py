@@ -299,22 +299,7 @@ class SRL(SAC):
 
         metrics: dict[str, torch.Tensor] = {}
         if self.num_gradient_steps % (cfg.policy_frequency * cfg.actor_every) == 0:
-            for _ in range(cfg.policy_frequency):
-                actor_loss, log_prob = self._temporal_recall_loss(obs, prev)
-                loss = actor_loss
-                if cfg.autotune:
-                    alpha_loss = -self.log_alpha * (log_prob.detach().mean() + self.target_entropy)
-                    loss = loss + alpha_loss
-                _zero_grad(self._actor_params)
-                loss.backward()
-                self.actor_opt.step()
-                if cfg.autotune:
-                    self.alpha = self.log_alpha.detach().exp()
-                    if log:
-                        metrics["losses/alpha_loss"] = alpha_loss.detach()
-            if log:
-                metrics["losses/actor_loss"] = actor_loss.detach()
-                metrics["losses/entropy"] = -log_prob.detach().mean()
+            metrics = self._actor_steps(lambda: self._temporal_recall_loss(obs, prev), log)
 
         if self.num_gradient_steps % cfg.target_network_frequency == 0:
             torch._foreach_lerp_(self._q_target_params, self._q_params, cfg.tau)
