@@ -202,10 +202,10 @@ def train(
                 action = learner.act(obs)
             next_obs, reward, terminated, truncated, info = env.step(action)
             learner.observe(obs, action, reward, info["final_obs"], terminated, truncated, info)
-            learner.episodes_ended(terminated | truncated)
+            done = terminated | truncated
+            learner.episodes_ended(done)
             obs = next_obs
             global_step += env.num_envs * env.primitive_steps_per_step
-            done = terminated | truncated
             if done.any():
                 returns = info["episode_return"][done].tolist()
                 recent_returns = (recent_returns + returns)[-20:]
@@ -274,10 +274,11 @@ def evaluate(
         with torch.no_grad():
             action = learner.act(obs, deterministic=deterministic)
         obs, _, terminated, truncated, info = env.step(action)
+        ended = terminated | truncated
         episodes_ended = getattr(learner, "episodes_ended", None)  # foreign policies (SB3, random) have none
         if episodes_ended is not None:
-            episodes_ended(terminated | truncated)
-        done = (terminated | truncated) & (counts < quota)
+            episodes_ended(ended)
+        done = ended & (counts < quota)
         if done.any():
             counts += done.long()
             returns += info["episode_return"][done].tolist()
