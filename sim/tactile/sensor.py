@@ -93,7 +93,8 @@ class TactileSensor:
 
     @property
     def shear_displacement(self) -> torch.Tensor:
-        """(N, S, rows, cols, 2) stick-slip anchored displacement (m, taxel frame); a view."""
+        """(N, S, rows, cols, 2) stick-slip memory: the gel's tangential displacement relative to the
+        object since first contact (m, taxel frame), clipped at slip; a view."""
         return self._shear_disp.view(self.num_envs, self.num_sensors, self.cfg.rows, self.cfg.cols, 2)
 
     def force_field(
