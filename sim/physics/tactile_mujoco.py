@@ -216,6 +216,7 @@ class MujocoTactileBackend(TactileBackend):
         names = list(FINGER_NAMES) + self.object_names
         self.sim.setup_readouts(np.array([m.body(n).id for n in names]))
         self._free_qpos = [m.jnt_qposadr[m.joint(self.object_names[i]).id] for i in self.free_objects]
+        self.reset()
 
     def _step_targets(self, targets: torch.Tensor) -> None:
         self.sim.step(targets.double().cpu().numpy())
