@@ -22,7 +22,8 @@ Per taxel (its position and frame come from :func:`~embodied.sim.tactile.config.
    >= 0 and exactly ``fn`` (a tilted contact normal changes the shear direction, not the normal
    reading).
 
-All inputs are Warp arrays here; :class:`~embodied.sim.tactile.sensor.TactileSensor` wraps torch
+A first small launch turns every pose into a transform and its inverse (once per frame, not
+once per taxel). All inputs are Warp arrays here; :class:`~embodied.sim.tactile.sensor.TactileSensor` wraps torch
 tensors zero-copy. :func:`measure_force_fields_per_s` times the kernel for the bench.
 """
 
@@ -43,6 +44,21 @@ from embodied.sim.tactile.shapes import (
 )
 
 wp.config.log_level = max(wp.config.log_level, wp.LOG_WARNING)
+# forward only: no gradients are taken through the sensor, and this halves the cold compile
+wp.set_module_options({"enable_backward": False})
+
+
+@wp.kernel
+def pose_kernel(
+    poses: wp.array3d(dtype=float),
+    xf: wp.array2d(dtype=wp.transform),
+    xf_inv: wp.array2d(dtype=wp.transform),
+):
+    """(N, M, 7) poses (wxyz) to transforms and their inverses, once per frame (not per taxel)."""
+    i, j = wp.tid()
+    x = load_pose(poses, i, j)
+    xf[i, j] = x
+    xf_inv[i, j] = wp.transform_inverse(x)
 
 
 @wp.kernel
@@ -51,9 +67,10 @@ def force_field_kernel(
     num_objects: int,
     taxel_pos: wp.array(dtype=wp.vec3),
     taxel_rot: wp.array(dtype=wp.mat33),
-    pad_pose: wp.array3d(dtype=float),
+    pad_xf: wp.array2d(dtype=wp.transform),
     pad_vel: wp.array3d(dtype=float),
-    obj_pose: wp.array3d(dtype=float),
+    obj_xf: wp.array2d(dtype=wp.transform),
+    obj_inv: wp.array2d(dtype=wp.transform),
     obj_vel: wp.array3d(dtype=float),
     dt: float,
     kn: float,
@@ -69,12 +86,13 @@ def force_field_kernel(
 ):
     """Launch with dim (num_envs, num_sensors, num_taxels).
 
-    taxel_pos (T,) and taxel_rot (T,) columns (t1, t2, n) are in the pad frame; pad_pose (N,S,7),
-    pad_vel (N,S,6), obj_pose (N,O,7), obj_vel (N,O,6); prev_depth (N,S,T) < 0 means unknown;
-    shear_disp (N,S,T) is the stick-slip memory; depth_out (N,S,T), force_out (N,S,T) vec3.
+    taxel_pos (T,) and taxel_rot (T,) columns (t1, t2, n) are in the pad frame; pad_xf (N,S) and
+    obj_xf, obj_inv (N,O) come from :func:`pose_kernel`; pad_vel (N,S,6), obj_vel (N,O,6);
+    prev_depth (N,S,T) < 0 means unknown; shear_disp (N,S,T) is the stick-slip memory;
+    depth_out (N,S,T) and force_out (N,S,T) vec3 are written.
     """
     n, s, t = wp.tid()
-    x_pad = load_pose(pad_pose, n, s)
+    x_pad = pad_xf[n, s]
     p = wp.transform_point(x_pad, taxel_pos[t])
     # deepest penetration over this env's objects
     # Warp needs typed constructors for variables a dynamic loop or branch reassigns
@@ -82,12 +100,11 @@ def force_field_kernel(
     best_d = float(0.0)  # noqa: UP018
     best_nrm = wp.vec3(0.0, 0.0, 1.0)
     for k in range(num_objects):
-        x_obj = load_pose(obj_pose, n, k)
-        sd = shape_sdf(shapes, k, wp.transform_point(wp.transform_inverse(x_obj), p))
+        sd = shape_sdf(shapes, k, wp.transform_point(obj_inv[n, k], p))
         if -sd[0] > best_d:
             best_d = -sd[0]
             best_k = k
-            best_nrm = wp.transform_vector(x_obj, wp.vec3(sd[1], sd[2], sd[3]))
+            best_nrm = wp.vec3(sd[1], sd[2], sd[3])
     depth_out[n, s, t] = best_d
     if best_k < 0:
         prev_depth[n, s, t] = 0.0
@@ -105,7 +122,8 @@ def force_field_kernel(
     t1 = wp.vec3(rot[0, 0], rot[1, 0], rot[2, 0])
     t2 = wp.vec3(rot[0, 1], rot[1, 1], rot[2, 1])
     # relative velocity of the gel point against the object's material point, tangential part
-    x_obj = load_pose(obj_pose, n, best_k)
+    x_obj = obj_xf[n, best_k]
+    best_nrm = wp.transform_vector(x_obj, best_nrm)
     v_tax = load_twist_linear(pad_vel, n, s) + wp.cross(
         load_twist_angular(pad_vel, n, s), p - wp.transform_get_translation(x_pad)
     )
@@ -138,6 +156,16 @@ def force_field_kernel(
     force_out[n, s, t] = wp.vec3(f1, f2, fn)
 
 
+def pose_buffers(num_envs: int, num_sensors: int, num_objects: int, device: Any) -> dict[str, wp.array]:
+    """Scratch transforms for :func:`launch_force_field` (allocate once, reuse every call)."""
+    return {
+        "pad_xf": wp.empty((num_envs, num_sensors), dtype=wp.transform, device=device),
+        "pad_inv": wp.empty((num_envs, num_sensors), dtype=wp.transform, device=device),
+        "obj_xf": wp.empty((num_envs, num_objects), dtype=wp.transform, device=device),
+        "obj_inv": wp.empty((num_envs, num_objects), dtype=wp.transform, device=device),
+    }
+
+
 def launch_force_field(
     shapes: PackedShapes,
     num_objects: int,
@@ -156,11 +184,28 @@ def launch_force_field(
     force_out: wp.array,
     device: Any,
     stream: Any = None,
+    scratch: dict[str, wp.array] | None = None,
 ) -> None:
-    """One launch of :func:`force_field_kernel` over ``force_out.shape`` = (N, S, T).
+    """Force field over ``force_out.shape`` = (N, S, T): two launches, poses then taxels.
 
-    ``params`` holds kn, kd, kt, kt_spring, mu (see :class:`TactileSensorCfg` for units).
+    Poses are (N, S, 7) / (N, O, 7) float32 arrays (position, quaternion wxyz), velocities
+    (N, S, 6) / (N, O, 6). ``params`` holds kn, kd, kt, kt_spring, mu (see
+    :class:`TactileSensorCfg` for units). ``scratch`` comes from :func:`pose_buffers`.
     """
+    n, s, _ = force_out.shape
+    if scratch is None:
+        scratch = pose_buffers(n, s, num_objects, device)
+    # normalise and invert every frame once, not once per taxel
+    wp.launch(
+        pose_kernel, dim=(n, s), inputs=[pad_pose, scratch["pad_xf"], scratch["pad_inv"]], device=device, stream=stream
+    )
+    wp.launch(
+        pose_kernel,
+        dim=(n, num_objects),
+        inputs=[obj_pose, scratch["obj_xf"], scratch["obj_inv"]],
+        device=device,
+        stream=stream,
+    )
     wp.launch(
         force_field_kernel,
         dim=force_out.shape,
@@ -169,9 +214,10 @@ def launch_force_field(
             int(num_objects),
             taxel_pos,
             taxel_rot,
-            pad_pose,
+            scratch["pad_xf"],
             pad_vel,
-            obj_pose,
+            scratch["obj_xf"],
+            scratch["obj_inv"],
             obj_vel,
             float(dt),
             float(params["kn"]),

@@ -25,7 +25,7 @@ import torch
 import warp as wp
 
 from embodied.sim.tactile.config import TactileSensorCfg, taxel_layout
-from embodied.sim.tactile.force_field import launch_force_field, taxel_arrays
+from embodied.sim.tactile.force_field import launch_force_field, pose_buffers, taxel_arrays
 from embodied.sim.tactile.shapes import Shape, pack_shapes
 
 ArrayLike = torch.Tensor | wp.array | np.ndarray
@@ -88,6 +88,7 @@ class TactileSensor:
         """(N, S, rows, cols) penetration depth (m) of the last :meth:`force_field` call."""
         self._params = {"kn": cfg.kn, "kd": cfg.kd, "kt": cfg.kt, "kt_spring": cfg.kt_spring, "mu": cfg.mu}
         self._imager: Any = None
+        self._scratch = pose_buffers(num_envs, num_sensors, self.num_objects, self.wp_device)
 
     # -----------------------------------------------------------------------------------------
 
@@ -154,6 +155,7 @@ class TactileSensor:
             force_out=wp.from_torch(forces, dtype=wp.vec3),
             device=self.wp_device,
             stream=stream,
+            scratch=self._scratch,
         )
         rows, cols = self.cfg.rows, self.cfg.cols
         self.last_depth = depth.view(n, s, rows, cols)
