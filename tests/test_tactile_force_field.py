@@ -350,3 +350,15 @@ def test_cuda_matches_cpu(scene_shapes: list) -> None:
         assert f_gpu.device.type == "cuda"
         torch.testing.assert_close(f_gpu.cpu(), f_cpu, atol=1e-6, rtol=1e-4)
         pad[..., :3] += pad_vel[..., :3] * DT
+
+
+def test_image_delegates_to_the_imager() -> None:
+    cfg = TactileSensorCfg(markers=True, shear_model="stick_slip")
+    sensor = TactileSensor(cfg, 2, 2, [Sphere(0.01)])
+    pad, pad_vel, obj, obj_vel = _inputs()
+    obj[1, :, 2] = 1.0  # env 1: nothing touches
+    obj_vel[..., 0] = 0.01
+    sensor.force_field(pad, pad_vel, obj, obj_vel, dt=DT)
+    img = sensor.image(pad, obj, resolution="policy")
+    assert img.shape == (2, 2, *cfg.policy_resolution, 3) and img.dtype == torch.uint8
+    assert not torch.equal(img[0, 0], img[1, 0])  # the pressed gel looks different

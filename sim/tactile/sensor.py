@@ -88,6 +88,7 @@ class TactileSensor:
         """(N, S, rows, cols) penetration depth (m) of the last :meth:`force_field` call."""
         self._params = {"kn": cfg.kn, "kd": cfg.kd, "kt": cfg.kt, "kt_spring": cfg.kt_spring, "mu": cfg.mu}
         self._imager: Any = None
+        self._last_shear: torch.Tensor | None = None
         self._scratch = pose_buffers(num_envs, num_sensors, self.num_objects, self.wp_device)
 
     # -----------------------------------------------------------------------------------------
@@ -159,7 +160,9 @@ class TactileSensor:
         )
         rows, cols = self.cfg.rows, self.cfg.cols
         self.last_depth = depth.view(n, s, rows, cols)
-        return forces.view(n, s, rows, cols, 3)
+        out = forces.view(n, s, rows, cols, 3)
+        self._last_shear = out[..., :2]
+        return out
 
     def image(
         self,
@@ -171,6 +174,8 @@ class TactileSensor:
 
         ``resolution="sensor"`` gives ``cfg.image_resolution``, ``"policy"`` gives
         ``cfg.policy_resolution``. Rendering is :class:`embodied.sim.tactile.image.TactileImager`.
+        With ``cfg.markers`` on, the markers move by the last :meth:`force_field` call's shear
+        divided by ``kt_spring`` (the gel's elastic tangential displacement).
         """
         if resolution not in ("sensor", "policy"):
             raise ValueError(f"TactileSensor.image: resolution must be 'sensor' or 'policy', got {resolution!r}")
@@ -179,21 +184,22 @@ class TactileSensor:
             self._as_warp("pad_pose", pad_pose, (n, s, 7), is_pose=True)
             self._as_warp("obj_pose", obj_pose, (n, o, 7), is_pose=True)
         if self._imager is None:
-            try:
-                from embodied.sim.tactile.image import TactileImager
-            except ModuleNotFoundError as err:
-                raise NotImplementedError(
-                    "TactileSensor.image needs embodied.sim.tactile.image (the visuotactile renderer), "
-                    f"which is not available in this checkout ({err})"
-                ) from None
+            from embodied.sim.tactile.image import TactileImager  # lazy: OpenCV and the image kernels
+
             self._imager = TactileImager(self.cfg, n, s, self.packed_shapes, self.wp_device)
-        return self._imager.render(pad_pose, obj_pose, resolution)
+        displacement = None
+        if self.cfg.markers and self._last_shear is not None and self.cfg.kt_spring > 0:
+            # the gel surface follows the shear elastically: displacement = shear / kt_spring
+            # (in the stick-slip model this is exactly minus the anchored memory)
+            displacement = self._last_shear / self.cfg.kt_spring
+        return self._imager.render(pad_pose, obj_pose, resolution, marker_displacement=displacement)
 
     def reset(self, env_ids: torch.Tensor | Sequence[int] | None = None) -> None:
         """Forget the shear memory and damping history of ``env_ids`` (all envs when None)."""
         if env_ids is None:
             self._shear_disp.zero_()
             self._prev_depth.fill_(-1.0)
+            self._last_shear = None
             return
         ids = torch.as_tensor(env_ids, device=self.device)
         if ids.dtype == torch.bool:
@@ -211,6 +217,9 @@ class TactileSensor:
             raise ValueError(f"TactileSensor.reset: env_ids must lie in [0, {self.num_envs - 1}], got {ids.tolist()}")
         self._shear_disp[ids] = 0.0
         self._prev_depth[ids] = -1.0
+        if self._last_shear is not None:
+            self._last_shear = self._last_shear.clone()
+            self._last_shear[ids] = 0.0
 
     # -----------------------------------------------------------------------------------------
 
