@@ -250,35 +250,15 @@ def _column_depth(
     return 0.0
 
 
-@wp.kernel(enable_backward=False)
-def _relative_poses(
-    pad_pose: wp.array3d(dtype=float),
-    obj_pose: wp.array3d(dtype=float),
-    num_sensors: int,
-    rel: wp.array2d(dtype=wp.transform),
-):
-    """rel[image, k] maps pad-frame points to object k's frame."""
-    i, k = wp.tid()
-    env = i // num_sensors
-    x_pad = load_pose(pad_pose, env, i - env * num_sensors)
-    x_obj = load_pose(obj_pose, env, k)
-    rel[i, k] = wp.transform_multiply(wp.transform_inverse(x_obj), x_pad)
+@wp.func
+def _bit(k: int) -> int:
+    return 1 << wp.min(k, 31)  # objects from 31 on share the last bit (conservative)
 
 
-@wp.kernel(enable_backward=False)
-def _depth_tiles(
-    shapes: PackedShapes,
-    num_obj: int,
-    rel: wp.array2d(dtype=wp.transform),
-    R: Raster,
-    depth: wp.array3d(dtype=float),
-    active: wp.array3d(dtype=wp.int32),
-):
-    i, ty, tx = wp.tid()
-    r0 = ty * R.tile
-    c0 = tx * R.tile
-    r1 = wp.min(r0 + R.tile, R.height)
-    c1 = wp.min(c0 + R.tile, R.width)
+@wp.func
+def _slab(R: Raster, r0: int, r1: int, c0: int, c1: int) -> wp.vec4:
+    """Bounding sphere (centre xyz, radius) of the gel under pixels [r0, r1) x [c0, c1), from
+    the undeformed surface down to max_depth below it."""
     xa = R.x0 + float(c0) * R.px
     xb = R.x0 + float(c1 - 1) * R.px
     ya = R.y0 + float(r0) * R.py
@@ -287,78 +267,171 @@ def _depth_tiles(
     z_lo = -R.max_depth
     if R.dome_r > 0.0:
         z_hi = _surface_z(wp.clamp(0.0, xa, xb), wp.clamp(0.0, ya, yb), R.dome_r)
-        fx = wp.max(wp.abs(xa), wp.abs(xb))
-        fy = wp.max(wp.abs(ya), wp.abs(yb))
-        z_lo = _surface_z(fx, fy, R.dome_r) - R.max_depth
-    centre = wp.vec3(0.5 * (xa + xb), 0.5 * (ya + yb), 0.5 * (z_hi + z_lo))
-    radius = wp.length(wp.vec3(0.5 * (xb - xa), 0.5 * (yb - ya), 0.5 * (z_hi - z_lo)))
+        z_lo = _surface_z(wp.max(wp.abs(xa), wp.abs(xb)), wp.max(wp.abs(ya), wp.abs(yb)), R.dome_r) - R.max_depth
+    rad = wp.length(wp.vec3(0.5 * (xb - xa), 0.5 * (yb - ya), 0.5 * (z_hi - z_lo)))
+    return wp.vec4(0.5 * (xa + xb), 0.5 * (ya + yb), 0.5 * (z_hi + z_lo), rad)
+
+
+@wp.func
+def _region(R: Raster, rect: wp.array2d(dtype=wp.int32), i: int, grow_r: int, grow_c: int) -> wp.vec4i:
+    """Pixel box [r0, r1) x [c0, c1) of image i's contact tiles grown by (grow_r, grow_c), clipped."""
+    if rect[i, 1] < 0:
+        return wp.vec4i(0, 0, 0, 0)
+    r0 = wp.max(rect[i, 0] * R.tile - grow_r, 0)
+    r1 = wp.min((rect[i, 1] + 1) * R.tile + grow_r, R.height)
+    c0 = wp.max(rect[i, 2] * R.tile - grow_c, 0)
+    c1 = wp.min((rect[i, 3] + 1) * R.tile + grow_c, R.width)
+    return wp.vec4i(r0, r1, c0, c1)
+
+
+@wp.func
+def _inside(b: wp.vec4i, r: int, c: int) -> bool:
+    return r >= b[0] and r < b[1] and c >= b[2] and c < b[3]
+
+
+@wp.kernel(enable_backward=False)
+def _prepare(
+    shapes: PackedShapes,
+    num_obj: int,
+    num_sensors: int,
+    pad_pose: wp.array3d(dtype=float),
+    obj_pose: wp.array3d(dtype=float),
+    R: Raster,
+    rel: wp.array2d(dtype=wp.transform),
+    img_mask: wp.array(dtype=wp.int32),
+    rect: wp.array2d(dtype=wp.int32),
+):
+    """Per image: pad-to-object transforms, which objects can reach the gel at all, empty rect."""
+    i = wp.tid()
+    env = i // num_sensors
+    x_pad = load_pose(pad_pose, env, i - env * num_sensors)
+    slab = _slab(R, 0, R.height, 0, R.width)
+    centre = wp.vec3(slab[0], slab[1], slab[2])
     mask = wp.int32(0)
-    hit = wp.int32(0)
     for k in range(num_obj):
-        sd = shape_sdf(shapes, k, wp.transform_point(rel[i, k], centre))
-        if sd[0] <= radius:  # SDFs are 1-Lipschitz: farther means no part of the slab is inside
-            hit = 1
-            if k < 31:
-                mask = mask | (1 << k)
-    if hit == 0:
-        active[i, ty, tx] = 0
-        for r in range(r0, r1):
-            for c in range(c0, c1):
-                depth[i, r, c] = 0.0
+        xf = wp.transform_multiply(wp.transform_inverse(load_pose(obj_pose, env, k)), x_pad)
+        rel[i, k] = xf
+        if shape_sdf(shapes, k, wp.transform_point(xf, centre))[0] <= slab[3]:
+            mask = mask | _bit(k)
+    img_mask[i] = mask
+    rect[i, 0] = R.height
+    rect[i, 1] = -1
+    rect[i, 2] = R.width
+    rect[i, 3] = -1
+
+
+@wp.kernel(enable_backward=False)
+def _cull_tiles(
+    shapes: PackedShapes,
+    num_obj: int,
+    R: Raster,
+    rel: wp.array2d(dtype=wp.transform),
+    img_mask: wp.array(dtype=wp.int32),
+    tile_mask: wp.array3d(dtype=wp.int32),
+    rect: wp.array2d(dtype=wp.int32),
+):
+    """Which objects can touch each tile's gel slab (SDFs are 1-Lipschitz: an object farther from
+    the slab's centre than its radius cannot); grows the image's contact rect (in tiles)."""
+    i, ty, tx = wp.tid()
+    m = img_mask[i]
+    if m == 0:
         return
-    active[i, ty, tx] = 1
-    for r in range(r0, r1):
+    r0 = ty * R.tile
+    c0 = tx * R.tile
+    slab = _slab(R, r0, wp.min(r0 + R.tile, R.height), c0, wp.min(c0 + R.tile, R.width))
+    centre = wp.vec3(slab[0], slab[1], slab[2])
+    tm = wp.int32(0)
+    for k in range(num_obj):
+        if (m & _bit(k)) != 0:
+            if shape_sdf(shapes, k, wp.transform_point(rel[i, k], centre))[0] <= slab[3]:
+                tm = tm | _bit(k)
+    tile_mask[i, ty, tx] = tm
+    if tm != 0:
+        wp.atomic_min(rect, i, 0, ty)
+        wp.atomic_max(rect, i, 1, ty)
+        wp.atomic_min(rect, i, 2, tx)
+        wp.atomic_max(rect, i, 3, tx)
+
+
+@wp.kernel(enable_backward=False)
+def _depth_tiles(
+    shapes: PackedShapes,
+    num_obj: int,
+    R: Raster,
+    rel: wp.array2d(dtype=wp.transform),
+    tile_mask: wp.array3d(dtype=wp.int32),
+    rect: wp.array2d(dtype=wp.int32),
+    depth: wp.array3d(dtype=float),
+):
+    """Depth of every pixel inside the contact rect (zero outside it, never written)."""
+    i, ty, tx = wp.tid()
+    if ty < rect[i, 0] or ty > rect[i, 1] or tx < rect[i, 2] or tx > rect[i, 3]:
+        return
+    tm = tile_mask[i, ty, tx]
+    r0 = ty * R.tile
+    c0 = tx * R.tile
+    for r in range(r0, wp.min(r0 + R.tile, R.height)):
         y = R.y0 + float(r) * R.py
-        for c in range(c0, c1):
-            x = R.x0 + float(c) * R.px
-            zs = _surface_z(x, y, R.dome_r)
+        for c in range(c0, wp.min(c0 + R.tile, R.width)):
             d = wp.float32(0.0)
-            for k in range(num_obj):
-                if k >= 31 or ((mask >> k) & 1) == 1:
-                    d = wp.max(d, _column_depth(shapes, k, rel[i, k], x, y, zs, R.max_depth))
+            if tm != 0:
+                x = R.x0 + float(c) * R.px
+                zs = _surface_z(x, y, R.dome_r)
+                for k in range(num_obj):
+                    if (tm & _bit(k)) != 0:
+                        d = wp.max(d, _column_depth(shapes, k, rel[i, k], x, y, zs, R.max_depth))
             depth[i, r, c] = d
 
 
 @wp.kernel(enable_backward=False)
-def _blur_tiles(
+def _hblur_tiles(
     R: Raster,
-    active: wp.array3d(dtype=wp.int32),
+    rect: wp.array2d(dtype=wp.int32),
     depth: wp.array3d(dtype=float),
-    blurred: wp.array3d(dtype=float),
-    near: wp.array3d(dtype=wp.int32),
+    hblur: wp.array3d(dtype=float),
 ):
+    """Blur along rows, over the contact rows and the contact columns +- the blur radius."""
     i, ty, tx = wp.tid()
-    tiles_y = active.shape[1]
-    tiles_x = active.shape[2]
-    is_near = wp.int32(0)
-    for dy in range(-1, 2):
-        for dx in range(-1, 2):
-            yy = ty + dy
-            xx = tx + dx
-            if yy >= 0 and yy < tiles_y and xx >= 0 and xx < tiles_x:
-                if active[i, yy, xx] == 1:
-                    is_near = 1
-    near[i, ty, tx] = is_near
-    r0 = ty * R.tile
-    c0 = tx * R.tile
-    r1 = wp.min(r0 + R.tile, R.height)
-    c1 = wp.min(c0 + R.tile, R.width)
-    if is_near == 0:
-        for r in range(r0, r1):
-            for c in range(c0, c1):
-                blurred[i, r, c] = 0.0
-        return
     br = R.blur_r
+    dbox = _region(R, rect, i, 0, 0)
+    hbox = _region(R, rect, i, 0, br)
+    r0 = wp.max(ty * R.tile, hbox[0])
+    r1 = wp.min(ty * R.tile + R.tile, hbox[1])
+    c0 = wp.max(tx * R.tile, hbox[2])
+    c1 = wp.min(tx * R.tile + R.tile, hbox[3])
+    for r in range(r0, r1):
+        for c in range(c0, c1):
+            acc = wp.float32(0.0)
+            for b in range(-br, br + 1):
+                cc = wp.clamp(c + b, 0, R.width - 1)  # replicated border, as OpenCV's BORDER_REPLICATE
+                if cc >= dbox[2] and cc < dbox[3]:
+                    acc += R.blur_w[b + br] * depth[i, r, cc]
+            hblur[i, r, c] = acc
+
+
+@wp.kernel(enable_backward=False)
+def _vblur_tiles(
+    R: Raster,
+    rect: wp.array2d(dtype=wp.int32),
+    hblur: wp.array3d(dtype=float),
+    blurred: wp.array3d(dtype=float),
+):
+    """Blur along columns: the blurred depth over the contact rect +- the blur radius."""
+    i, ty, tx = wp.tid()
+    br = R.blur_r
+    hbox = _region(R, rect, i, 0, br)
+    bbox = _region(R, rect, i, br, br)
+    r0 = wp.max(ty * R.tile, bbox[0])
+    r1 = wp.min(ty * R.tile + R.tile, bbox[1])
+    c0 = wp.max(tx * R.tile, bbox[2])
+    c1 = wp.min(tx * R.tile + R.tile, bbox[3])
     for r in range(r0, r1):
         for c in range(c0, c1):
             acc = wp.float32(0.0)
             for a in range(-br, br + 1):
                 rr = wp.clamp(r + a, 0, R.height - 1)
-                row = wp.float32(0.0)
-                for b in range(-br, br + 1):
-                    cc = wp.clamp(c + b, 0, R.width - 1)
-                    row += R.blur_w[b + br] * depth[i, rr, cc]
-                acc += R.blur_w[a + br] * row
+                if rr >= hbox[0] and rr < hbox[1]:
+                    acc += R.blur_w[a + br] * hblur[i, rr, c]
             blurred[i, r, c] = acc
 
 
@@ -398,34 +471,52 @@ def _marker_cover(R: Raster, disp: wp.array4d(dtype=float), has_disp: int, i: in
     return wp.clamp((R.m_radius - dist) / R.px + 0.5, 0.0, 1.0)
 
 
+@wp.func
+def _blurred_at(blurred: wp.array3d(dtype=float), bbox: wp.vec4i, i: int, r: int, c: int) -> float:
+    if _inside(bbox, r, c):
+        return blurred[i, r, c]
+    return 0.0
+
+
 @wp.kernel(enable_backward=False)
 def _shade_tiles(
     R: Raster,
-    near: wp.array3d(dtype=wp.int32),
+    rect: wp.array2d(dtype=wp.int32),
     blurred: wp.array3d(dtype=float),
     disp: wp.array4d(dtype=float),
     has_disp: int,
     out: wp.array4d(dtype=wp.uint8),
 ):
+    """Gradient, lookup shading and markers; only where the gradient can be non-zero (the blurred
+    box +- 1 pixel), or everywhere when markers are drawn. The rest is the copied background."""
     i, ty, tx = wp.tid()
-    is_near = near[i, ty, tx]
-    if is_near == 0 and R.markers == 0:
-        return  # the background is already there
+    br = R.blur_r
+    bbox = _region(R, rect, i, br, br)
+    sbox = _region(R, rect, i, br + 1, br + 1)
     r0 = ty * R.tile
-    c0 = tx * R.tile
     r1 = wp.min(r0 + R.tile, R.height)
+    c0 = tx * R.tile
     c1 = wp.min(c0 + R.tile, R.width)
+    if R.markers == 0:
+        r0 = wp.max(r0, sbox[0])
+        r1 = wp.min(r1, sbox[1])
+        c0 = wp.max(c0, sbox[2])
+        c1 = wp.min(c1, sbox[3])
     for r in range(r0, r1):
         ru = wp.max(r - 1, 0)
         rd = wp.min(r + 1, R.height - 1)
         v = 2.0 * (float(r) + 0.5) / float(R.height) - 1.0
         for c in range(c0, c1):
             col = wp.vec3(float(R.background[r, c, 0]), float(R.background[r, c, 1]), float(R.background[r, c, 2]))
-            if is_near == 1:
+            if _inside(sbox, r, c):
                 cl = wp.max(c - 1, 0)
                 cr = wp.min(c + 1, R.width - 1)
-                gx = (blurred[i, r, cr] - blurred[i, r, cl]) / (float(cr - cl) * R.px)
-                gy = (blurred[i, rd, c] - blurred[i, ru, c]) / (float(rd - ru) * R.py)
+                gx = (_blurred_at(blurred, bbox, i, r, cr) - _blurred_at(blurred, bbox, i, r, cl)) / (
+                    float(cr - cl) * R.px
+                )
+                gy = (_blurred_at(blurred, bbox, i, rd, c) - _blurred_at(blurred, bbox, i, ru, c)) / (
+                    float(rd - ru) * R.py
+                )
                 g2 = gx * gx + gy * gy
                 if g2 > 0.0:
                     theta = wp.atan(wp.sqrt(g2))
@@ -515,6 +606,10 @@ class TactileImager:
         self._rasters: dict[tuple[int, int], dict[str, Any]] = {}
         self._rel = wp.empty((self.num_images, self.num_objects), dtype=wp.transform, device=self.wp_device)
         self._no_disp = wp.zeros((1, 1, 1, 2), dtype=float, device=self.wp_device)
+        self._img_mask = wp.empty(self.num_images, dtype=wp.int32, device=self.wp_device)
+        self._rect = wp.empty((self.num_images, 4), dtype=wp.int32, device=self.wp_device)
+        """Per image: first/last contact tile row, first/last contact tile column (empty: -1 last)."""
+        self._last_resolution: tuple[int, int] | None = None
 
     # -----------------------------------------------------------------------------------------
 
@@ -563,9 +658,9 @@ class TactileImager:
             "raster": ras,
             "tiles": tiles,
             "depth": wp.empty(shape, dtype=float, device=self.wp_device),
+            "hblur": wp.empty(shape, dtype=float, device=self.wp_device),
             "blurred": wp.empty(shape, dtype=float, device=self.wp_device),
-            "active": wp.empty((self.num_images, *tiles), dtype=wp.int32, device=self.wp_device),
-            "near": wp.empty((self.num_images, *tiles), dtype=wp.int32, device=self.wp_device),
+            "tile_mask": wp.empty((self.num_images, *tiles), dtype=wp.int32, device=self.wp_device),
             "bg_torch": torch.as_tensor(bg, device=self.device),
         }
         self._rasters[key] = entry
@@ -592,6 +687,7 @@ class TactileImager:
         obj_pose: Any,
         resolution: Resolution = "sensor",
         marker_displacement: Any = None,
+        out: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """RGB images (num_envs, num_sensors, H, W, 3) uint8 on the imager's device.
 
@@ -602,6 +698,8 @@ class TactileImager:
             marker_displacement: optional (num_envs, num_sensors, rows, cols, 2) gel displacement (m)
                 along pad x and y at each taxel (e.g. the stick-slip shear memory); moves the
                 markers when ``cfg.markers`` is on.
+            out: optional contiguous uint8 tensor of the result's shape to render into (saves a
+                fresh allocation, which costs page faults on large batches; its old content is lost).
         """
         if resolution not in ("sensor", "policy"):
             raise ValueError(f"TactileImager.render: resolution must be 'sensor' or 'policy', got {resolution!r}")
@@ -623,44 +721,79 @@ class TactileImager:
                 )
             d = d.to(device=self.device, dtype=torch.float32).reshape(n * s, self.cfg.rows, self.cfg.cols, 2)
             disp, has_disp = wp.from_torch(d.contiguous()), 1
-        out = torch.empty((n, s, h, w, 3), dtype=torch.uint8, device=self.device)
+        if out is None:
+            out = torch.empty((n, s, h, w, 3), dtype=torch.uint8, device=self.device)
+        elif out.shape != (n, s, h, w, 3) or out.dtype != torch.uint8 or out.device != self.device:
+            raise ValueError(
+                f"TactileImager.render: out must be uint8 {(n, s, h, w, 3)} on {self.device}, "
+                f"got {out.dtype} {tuple(out.shape)} on {out.device}"
+            )
+        elif not out.is_contiguous():
+            raise ValueError("TactileImager.render: out must be contiguous")
         stream = None
         if self.device.type == "cuda":
             stream = wp.stream_from_torch(torch.cuda.current_stream(self.device))
-        out.copy_(entry["bg_torch"].expand(n, s, h, w, 3))
         ni = self.num_images
+        out.view(ni, -1).copy_(entry["bg_torch"].view(1, -1).expand(ni, -1))
         tiles = entry["tiles"]
+        dev = self.wp_device
+        shapes, no = self.shapes, self.num_objects
+        rect, rel = self._rect, self._rel
         wp.launch(
-            _relative_poses, dim=(ni, self.num_objects), inputs=[pad, obj, s, self._rel],
-            device=self.wp_device, stream=stream,
-        )  # fmt: skip
+            _prepare,
+            dim=ni,
+            inputs=[shapes, no, s, pad, obj, ras, rel, self._img_mask, rect],
+            device=dev,
+            stream=stream,
+        )
+        grid = (ni, *tiles)
         wp.launch(
-            _depth_tiles,
-            dim=(ni, *tiles),
-            inputs=[self.shapes, self.num_objects, self._rel, ras, entry["depth"], entry["active"]],
-            device=self.wp_device,
+            _cull_tiles,
+            dim=grid,
+            inputs=[shapes, no, ras, rel, self._img_mask, entry["tile_mask"], rect],
+            device=dev,
             stream=stream,
         )
         wp.launch(
-            _blur_tiles,
-            dim=(ni, *tiles),
-            inputs=[ras, entry["active"], entry["depth"], entry["blurred"], entry["near"]],
-            device=self.wp_device,
+            _depth_tiles,
+            dim=grid,
+            inputs=[shapes, no, ras, rel, entry["tile_mask"], rect, entry["depth"]],
+            device=dev,
             stream=stream,
+        )
+        wp.launch(_hblur_tiles, dim=grid, inputs=[ras, rect, entry["depth"], entry["hblur"]], device=dev, stream=stream)
+        wp.launch(
+            _vblur_tiles, dim=grid, inputs=[ras, rect, entry["hblur"], entry["blurred"]], device=dev, stream=stream
         )
         wp.launch(
             _shade_tiles,
-            dim=(ni, *tiles),
-            inputs=[ras, entry["near"], entry["blurred"], disp, has_disp, wp.from_torch(out.view(ni, h, w, 3))],
-            device=self.wp_device,
+            dim=grid,
+            inputs=[ras, rect, entry["blurred"], disp, has_disp, wp.from_torch(out.view(ni, h, w, 3))],
+            device=dev,
             stream=stream,
         )
+        self._last_resolution = (h, w)
         return out
 
-    def last_maps(self, resolution: Resolution = "sensor") -> dict[str, torch.Tensor]:
-        """Copies of the latest render's intermediate maps at that resolution, (N, S, H, W) float32:
-        ``"depth"`` (m, clipped) and ``"blurred"`` (m). Zero where the tiles were skipped."""
-        geom = self.geometry(resolution)
-        entry = self._raster(geom)
-        shape = (self.num_envs, self.num_sensors, geom.height, geom.width)
-        return {k: wp.to_torch(entry[k]).clone().view(shape) for k in ("depth", "blurred")}
+    def last_maps(self) -> dict[str, torch.Tensor]:
+        """The latest render's intermediate maps, (N, S, H, W) float32 copies (for tests and plots):
+        ``"depth"`` (m, clipped at max_depth) and ``"blurred"`` (m). The kernels only compute them
+        around the contact; they are zero elsewhere, which is what they would be."""
+        if self._last_resolution is None:
+            raise RuntimeError("TactileImager.last_maps: nothing rendered yet")
+        h, w = self._last_resolution
+        entry = self._rasters[(h, w)]
+        rect = self._rect.numpy()
+        br = entry["raster"].blur_r
+        maps = {}
+        for key, grow in (("depth", 0), ("blurred", br)):
+            src = wp.to_torch(entry[key]).cpu()
+            full = torch.zeros_like(src)
+            for i in range(self.num_images):
+                if rect[i, 1] < 0:
+                    continue
+                r0, r1 = max(rect[i, 0] * TILE - grow, 0), min((rect[i, 1] + 1) * TILE + grow, h)
+                c0, c1 = max(rect[i, 2] * TILE - grow, 0), min((rect[i, 3] + 1) * TILE + grow, w)
+                full[i, r0:r1, c0:c1] = src[i, r0:r1, c0:c1]
+            maps[key] = full.view(self.num_envs, self.num_sensors, h, w)
+        return maps
