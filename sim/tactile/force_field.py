@@ -185,14 +185,18 @@ def launch_force_field(
     device: Any,
     stream: Any = None,
     scratch: dict[str, wp.array] | None = None,
+    dim: tuple[int, int, int] | None = None,
 ) -> None:
     """Force field over ``force_out.shape`` = (N, S, T): two launches, poses then taxels.
 
     Poses are (N, S, 7) / (N, O, 7) float32 arrays (position, quaternion wxyz), velocities
     (N, S, 6) / (N, O, 6). ``params`` holds kn, kd, kt, kt_spring, mu (see
-    :class:`TactileSensorCfg` for units). ``scratch`` comes from :func:`pose_buffers`.
+    :class:`TactileSensorCfg` for units). ``scratch`` comes from :func:`pose_buffers`. Arrays
+    may be ``wp.array`` or ``wp.from_torch(..., return_ctype=True)`` descriptors; with the latter
+    pass ``dim`` = (N, S, T).
     """
-    n, s, _ = force_out.shape
+    dim = tuple(force_out.shape) if dim is None else tuple(dim)
+    n, s, _ = dim
     if scratch is None:
         scratch = pose_buffers(n, s, num_objects, device)
     # normalise and invert every frame once, not once per taxel
@@ -208,7 +212,7 @@ def launch_force_field(
     )
     wp.launch(
         force_field_kernel,
-        dim=force_out.shape,
+        dim=dim,
         inputs=[
             shapes,
             int(num_objects),

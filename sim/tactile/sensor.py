@@ -72,6 +72,8 @@ class TactileSensor:
         self.shapes = list(shapes)
         self.num_objects = len(self.shapes)
         self.device = torch.device(device)
+        if self.device.type == "cuda" and self.device.index is None:
+            self.device = torch.device("cuda", torch.cuda.current_device())
         self.wp_device = _wp_device(self.device)
         self.validate = validate
         self.packed_shapes = pack_shapes(self.shapes, device=self.wp_device)
@@ -89,6 +91,9 @@ class TactileSensor:
         self._params = {"kn": cfg.kn, "kd": cfg.kd, "kt": cfg.kt, "kt_spring": cfg.kt_spring, "mu": cfg.mu}
         self._imager: Any = None
         self._last_shear: torch.Tensor | None = None
+        # persistent state, wrapped once (reset edits these tensors in place)
+        self._prev_depth_wp = wp.from_torch(self._prev_depth)
+        self._shear_disp_wp = wp.from_torch(self._shear_disp, dtype=wp.vec2)
         self._scratch = pose_buffers(num_envs, num_sensors, self.num_objects, self.wp_device)
 
     # -----------------------------------------------------------------------------------------
@@ -123,16 +128,19 @@ class TactileSensor:
         if isinstance(dt, bool) or not isinstance(dt, (int, float)) or not math.isfinite(dt) or dt <= 0:
             raise ValueError(f"TactileSensor.force_field: dt must be a finite number > 0 (s), got {dt!r}")
         n, s, o = self.num_envs, self.num_sensors, self.num_objects
-        wp_arrays, from_warp = [], False
+        wp_arrays, views, from_warp = [], [], False
         for name, value, shape in (
             ("pad_pose", pad_pose, (n, s, 7)),
             ("pad_vel", pad_vel, (n, s, 6)),
             ("obj_pose", obj_pose, (n, o, 7)),
             ("obj_vel", obj_vel, (n, o, 6)),
         ):
-            arr, is_wp = self._as_warp(name, value, shape, is_pose=shape[-1] == 7)
+            arr, view, is_wp = self._as_warp(name, value, shape)
             wp_arrays.append(arr)
+            views.append((name, view))
             from_warp |= is_wp
+        if self.validate:
+            self._check_values(views)
         t = self.cfg.num_taxels
         forces = torch.empty(n, s, t, 3, device=self.device)
         depth = torch.empty(n, s, t, device=self.device)
@@ -150,13 +158,14 @@ class TactileSensor:
             dt=float(dt),
             params=self._params,
             stick_slip=self.cfg.shear_model == "stick_slip",
-            prev_depth=wp.from_torch(self._prev_depth),
-            shear_disp=wp.from_torch(self._shear_disp, dtype=wp.vec2),
-            depth_out=wp.from_torch(depth),
-            force_out=wp.from_torch(forces, dtype=wp.vec3),
+            prev_depth=self._prev_depth_wp,
+            shear_disp=self._shear_disp_wp,
+            depth_out=wp.from_torch(depth, return_ctype=True),
+            force_out=wp.from_torch(forces, dtype=wp.vec3, return_ctype=True),
             device=self.wp_device,
             stream=stream,
             scratch=self._scratch,
+            dim=(n, s, t),
         )
         rows, cols = self.cfg.rows, self.cfg.cols
         self.last_depth = depth.view(n, s, rows, cols)
@@ -181,8 +190,11 @@ class TactileSensor:
             raise ValueError(f"TactileSensor.image: resolution must be 'sensor' or 'policy', got {resolution!r}")
         n, s, o = self.num_envs, self.num_sensors, self.num_objects
         if self.validate:
-            self._as_warp("pad_pose", pad_pose, (n, s, 7), is_pose=True)
-            self._as_warp("obj_pose", obj_pose, (n, o, 7), is_pose=True)
+            views = [
+                (name, self._as_warp(name, value, shape)[1])
+                for name, value, shape in (("pad_pose", pad_pose, (n, s, 7)), ("obj_pose", obj_pose, (n, o, 7)))
+            ]
+            self._check_values(views)
         if self._imager is None:
             from embodied.sim.tactile.image import TactileImager  # lazy: OpenCV and the image kernels
 
@@ -223,8 +235,11 @@ class TactileSensor:
 
     # -----------------------------------------------------------------------------------------
 
-    def _as_warp(self, name: str, value: ArrayLike, shape: tuple[int, ...], is_pose: bool) -> tuple[wp.array, bool]:
-        """A float32 Warp view of one input, checked; and whether it came in as a Warp array."""
+    def _as_warp(self, name: str, value: ArrayLike, shape: tuple[int, ...]) -> tuple[Any, torch.Tensor, bool]:
+        """(a float32 Warp argument, a torch view of the same data, whether it came as a Warp array).
+
+        Shapes, dtypes and devices are checked here; values in :meth:`_check_values`.
+        """
         if isinstance(value, wp.array):
             if value.dtype != wp.float32 or value.ndim != len(shape):
                 raise TypeError(
@@ -237,11 +252,9 @@ class TactileSensor:
                 )
             if tuple(value.shape) != shape:
                 raise ValueError(f"TactileSensor: {name} must have shape {shape}, got {tuple(value.shape)}")
-            if self.validate:
-                self._check_values(name, wp.to_torch(value), is_pose)
             if not value.is_contiguous:
                 raise ValueError(f"TactileSensor: {name} must be a contiguous Warp array")
-            return value, True
+            return value, wp.to_torch(value), True
         if isinstance(value, np.ndarray):
             value = torch.from_numpy(value)
         if not isinstance(value, torch.Tensor):
@@ -251,20 +264,32 @@ class TactileSensor:
         if tuple(value.shape) != shape:
             raise ValueError(f"TactileSensor: {name} must have shape {shape}, got {tuple(value.shape)}")
         if value.device != self.device:
-            if value.device.type == "cpu" and self.device.type == "cpu":
-                pass
-            elif value.device.type == self.device.type and self.device.index is None:
-                pass
-            else:
-                raise ValueError(f"TactileSensor: {name} is on {value.device}, the sensor on {self.device}")
+            raise ValueError(f"TactileSensor: {name} is on {value.device}, the sensor on {self.device}")
         value = value.to(dtype=torch.float32).contiguous()
-        if self.validate:
-            self._check_values(name, value, is_pose)
-        return wp.from_torch(value), False
+        # a bare descriptor launches faster than a wp.array; ``value`` outlives the launch (same stream)
+        return wp.from_torch(value, return_ctype=True), value, False
 
     @staticmethod
-    def _check_values(name: str, value: torch.Tensor, is_pose: bool) -> None:
-        if not bool(torch.isfinite(value).all()):
-            raise ValueError(f"TactileSensor: {name} contains NaN or inf values")
-        if is_pose and bool((value[..., 3:7].norm(dim=-1) < 1e-6).any()):
-            raise ValueError(f"TactileSensor: {name} has a zero quaternion (wxyz in [..., 3:7]); use (1, 0, 0, 0)")
+    def _check_values(views: list[tuple[str, torch.Tensor]]) -> None:
+        """NaN/inf and zero quaternions, with one host sync when everything is fine."""
+        if all(v.device.type == "cpu" for _, v in views):  # NumPy is cheaper than torch on small CPU arrays
+            ok = True
+            for name, value in views:
+                a = value.numpy()
+                ok = ok and bool(np.isfinite(a).all())
+                if name.endswith("pose"):
+                    ok = ok and not bool((np.abs(a[..., 3:7]).max(axis=-1) < 1e-6).any())
+            if ok:
+                return
+        flags = []
+        for name, value in views:
+            flags.append(~torch.isfinite(value).all())
+            if name.endswith("pose"):
+                flags.append((value[..., 3:7].abs().amax(dim=-1) < 1e-6).any())
+        if not bool(torch.stack(flags).any()):
+            return
+        for name, value in views:
+            if not bool(torch.isfinite(value).all()):
+                raise ValueError(f"TactileSensor: {name} contains NaN or inf values")
+            if name.endswith("pose") and bool((value[..., 3:7].abs().amax(dim=-1) < 1e-6).any()):
+                raise ValueError(f"TactileSensor: {name} has a zero quaternion (wxyz in [..., 3:7]); use (1, 0, 0, 0)")
