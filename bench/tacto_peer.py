@@ -5,7 +5,8 @@ Runs INSIDE bench/.venv-tacto (made by scripts/setup_tacto.sh), not the suite's 
     PYOPENGL_PLATFORM=osmesa bench/.venv-tacto/bin/python bench/tacto_peer.py --frames 200
 
 Prints one JSON object: ``tacto_images_per_s`` (``Sensor.render()`` calls per second, one camera,
-so one image each), ``loop_images_per_s`` (the same with the PyBullet step that feeds it),
+so one image each; median of ``--rounds`` windows), ``loop_images_per_s`` (the same with the
+PyBullet step that feeds it),
 ``resolution`` [H, W], versions and the contact check.
 
 The scene follows TACTO's own demos with nothing from outside the package: its DIGIT config
@@ -22,6 +23,7 @@ import argparse
 import json
 import os
 import platform
+import statistics
 import sys
 import tempfile
 import time
@@ -63,6 +65,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--frames", type=int, default=200, help="timed frames (after --warmup)")
     parser.add_argument("--warmup", type=int, default=10)
+    parser.add_argument("--rounds", type=int, default=3, help="timing windows (median kept)")
     parser.add_argument("--width", type=int, default=160)
     parser.add_argument("--height", type=int, default=120)
     parser.add_argument("--radius", type=float, default=0.006, help="sphere radius, m")
@@ -104,14 +107,19 @@ def main() -> None:
     indented = float(np.mean(depths[0] > 1e-5))
     max_depth_mm = float(depths[0].max() * 1e3)
 
-    render_s = 0.0
-    t_loop = time.perf_counter()
-    for _ in range(args.frames):
-        physics()
-        t0 = time.perf_counter()
-        colors, depths = sensor.render()
-        render_s += time.perf_counter() - t0
-    loop_s = time.perf_counter() - t_loop
+    # ``--rounds`` windows of frames / rounds each; the median window is kept (the machine is shared).
+    render_rates, loop_rates = [], []
+    per_round = max(args.frames // args.rounds, 1)
+    for _ in range(args.rounds):
+        render_s = 0.0
+        t_loop = time.perf_counter()
+        for _ in range(per_round):
+            physics()
+            t0 = time.perf_counter()
+            colors, depths = sensor.render()
+            render_s += time.perf_counter() - t0
+        render_rates.append(per_round / render_s)
+        loop_rates.append(per_round / (time.perf_counter() - t_loop))
     p.disconnect(cid)
 
     def version(mod: str) -> str | None:
@@ -125,9 +133,12 @@ def main() -> None:
     print(
         json.dumps(
             {
-                "tacto_images_per_s": args.frames / render_s,
-                "loop_images_per_s": args.frames / loop_s,
-                "frames": args.frames,
+                "tacto_images_per_s": statistics.median(render_rates),
+                "loop_images_per_s": statistics.median(loop_rates),
+                "rounds": render_rates,
+                "frames": per_round * args.rounds,
+                # llvmpipe (OSMesa) threads: unset = one per CPU core
+                "lp_num_threads": os.environ.get("LP_NUM_THREADS"),
                 "resolution": list(colors[0].shape[:2]),
                 "contact": contact,
                 "indented_pixels_fraction": indented,  # > 0: the sphere was rendered into the gel
