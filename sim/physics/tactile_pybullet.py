@@ -14,8 +14,10 @@ torques every physics step, plus gravity compensation from Bullet's inverse dyna
 MuJoCo's position actuators with ``gravcomp`` do.
 
 Friction: a pad-object pair uses gel friction x object friction (Bullet's product rule, which
-the MuJoCo pairs copy); torsional friction is split so that the product is the scene's
-``gel.torsional_friction`` for pads and MuJoCo's 0.005 m between objects.
+the MuJoCo pairs copy). Bullet combines spinning friction as s0 * mu1 + s1 * mu0, so objects get
+no spinning friction and the pads ``gel.torsional_friction``: a pad-object pair resists twisting
+with ``gel.torsional_friction x object friction`` (m), as the MuJoCo pairs do, and objects among
+themselves with none (MuJoCo's object geoms have no torsional or rolling friction either).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from embodied.config import ConfigError
 from embodied.sim.physics.tactile_scene import (
     JOINT_NAMES,
     GeomSpec,
@@ -42,8 +45,6 @@ from embodied.sim.physics.tactile_scene import (
 
 CHAIN_MASS = 1e-3
 """Mass (kg) of each massless-in-MuJoCo link between the hand's joints (URDF needs one)."""
-OBJECT_TORSION = 0.005
-"""Torsional friction length (m) between two objects, MuJoCo's default."""
 
 
 def _f(values: Any) -> str:
@@ -194,7 +195,7 @@ class PybulletTactileBackend(TactileBackend):
                         physicsClientId=c,
                     )  # fmt: skip
                     p.changeDynamics(
-                        body, -1, lateralFriction=obj.friction, spinningFriction=math.sqrt(OBJECT_TORSION),
+                        body, -1, lateralFriction=obj.friction, spinningFriction=0.0, rollingFriction=0.0,
                         linearDamping=0.0, angularDamping=0.0, physicsClientId=c,
                     )  # fmt: skip
                     objs.append(body)
@@ -218,8 +219,9 @@ class PybulletTactileBackend(TactileBackend):
                     hand, pad, contactStiffness=gel.stiffness,
                     contactDamping=2 * gel.damping_ratio * math.sqrt(gel.stiffness * m_eff),
                     lateralFriction=gel.friction,
-                    spinningFriction=gel.torsional_friction / math.sqrt(OBJECT_TORSION), physicsClientId=c,
+                    spinningFriction=gel.torsional_friction, physicsClientId=c,
                 )  # fmt: skip
+        self._check_gains(c0)
         # Body frame = centre-of-mass frame composed with the inverse of the local inertial frame.
         self._inertial_inv = []
         for body in self._objects[0]:
@@ -228,6 +230,21 @@ class PybulletTactileBackend(TactileBackend):
         self._targets = np.zeros((num_envs, 8))
         self._q = np.zeros((num_envs, 8))
         self.reset()
+
+    def _check_gains(self, c: int) -> None:
+        """Refuse gains that explicit PD torques cannot integrate stably at the scene's timestep."""
+        q = self.targets_to_joints(self._home[None])[0].double().tolist()
+        mass = np.diag(np.array(self.p.calculateMassMatrix(self._hand, q, physicsClientId=c)))
+        ratio = self._kd * self.scene.timestep / mass
+        freq = np.sqrt(self._kp / mass) * self.scene.timestep
+        bad = np.flatnonzero((ratio > 1.8) | (freq > 1.8))
+        if len(bad):
+            j = int(bad[0])
+            raise ConfigError(
+                f"scene gains for joint {JOINT_NAMES[j]!r} are too stiff for PyBullet's explicit PD at timestep "
+                f"{self.scene.timestep} s: kd*dt/inertia = {ratio[j]:.2f} and sqrt(kp/inertia)*dt = {freq[j]:.2f} "
+                f"(inertia {mass[j]:.3g}); both must stay below 1.8: lower the gains or the timestep"
+            )
 
     # ------------------------------------------------------------------ engine hooks
     def _step_targets(self, targets: torch.Tensor) -> None:

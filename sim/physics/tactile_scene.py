@@ -133,11 +133,16 @@ class PadCfg:
 
 @dataclass(frozen=True)
 class GainsCfg:
-    """PD gains (stiffness, damping) of the gripper's servos."""
+    """PD gains (stiffness, damping) of the gripper's servos.
+
+    PyBullet applies them as explicit joint torques, which is stable only while
+    kd * timestep / inertia < 2 and sqrt(kp / inertia) * timestep < 2 for every joint (inertia:
+    the joint's diagonal of the mass matrix; the hand's lightest axis, roll, is ~1e-4 kg m^2).
+    The PyBullet backend checks the damping condition at build time."""
 
     position: tuple[float, float] = (2000.0, 60.0)
     """Hand slides: N/m, N s/m."""
-    rotation: tuple[float, float] = (10.0, 0.15)
+    rotation: tuple[float, float] = (5.0, 0.04)
     """Hand hinges: N m/rad, N m s/rad."""
     finger: tuple[float, float] = (400.0, 6.0)
     """Each finger slide: N/m, N s/m; squeeze force = finger kp x (commanded - actual closing)."""
