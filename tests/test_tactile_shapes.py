@@ -300,3 +300,19 @@ def test_domed_taxels_sit_on_the_dome_with_orthonormal_frames() -> None:
     np.testing.assert_allclose(np.linalg.det(frames), 1.0, atol=1e-12)
     np.testing.assert_allclose(frames[..., 2], (pos - centre) / 0.03, atol=1e-12)  # normal is radial
     assert np.all(frames[..., 0, 0] > 0.9)  # t1 still mostly along pad x
+
+
+def test_bounding_radius_holds_the_solid(sphere_grid: SdfGrid) -> None:
+    from embodied.sim.tactile.shapes import bounding_radius
+
+    rng = np.random.default_rng(5)
+    for shape in [*PRIMITIVES[:4], sphere_grid]:
+        r = bounding_radius(shape)
+        dirs = rng.normal(size=(500, 3))
+        dirs /= np.linalg.norm(dirs, axis=1, keepdims=True)
+        pts = dirs * r * rng.uniform(1.0, 2.0, (500, 1))
+        assert np.all(ref.sdf(shape, pts)[0] >= -1e-12), type(shape).__name__
+        # and it is not absurdly loose: something within 10 % of it is inside or on the solid
+        inner = dirs * r * 0.9
+        assert np.any(ref.sdf(shape, inner)[0] <= 0.1 * r)
+    assert bounding_radius(Plane()) == math.inf

@@ -61,6 +61,69 @@ def pose_kernel(
     xf_inv[i, j] = wp.transform_inverse(x)
 
 
+@wp.func
+def _contact_force(
+    shapes: PackedShapes,
+    k: int,
+    depth: float,
+    p: wp.vec3,
+    x_pad: wp.transform,
+    frame: wp.mat33,
+    v_pad: wp.vec3,
+    w_pad: wp.vec3,
+    x_obj: wp.transform,
+    inv_obj: wp.transform,
+    v_o: wp.vec3,
+    w_o: wp.vec3,
+    prev: float,
+    disp: wp.vec2,
+    dt: float,
+    kn: float,
+    kd: float,
+    kt: float,
+    kt_spring: float,
+    mu: float,
+    stick_slip: int,
+) -> wp.mat33:
+    """Force of object ``k`` on a taxel at world point ``p`` pressed ``depth`` deep.
+
+    Returns rows (force (shear x, shear y, normal), new stick-slip displacement (x, y, 0), unused);
+    only taxels in contact get here.
+    """
+    fn = kn * depth
+    if kd > 0.0 and prev >= 0.0:
+        fn = fn + kd * (depth - prev) / dt * depth
+    fn = wp.max(fn, 0.0)
+    # taxel axes in world
+    rot = wp.quat_to_matrix(wp.transform_get_rotation(x_pad)) * frame
+    t1 = wp.vec3(rot[0, 0], rot[1, 0], rot[2, 0])
+    t2 = wp.vec3(rot[0, 1], rot[1, 1], rot[2, 1])
+    # contact normal (world) and the tangential relative velocity of gel point against object point
+    sd = shape_sdf(shapes, k, wp.transform_point(inv_obj, p))
+    nrm = wp.normalize(wp.transform_vector(x_obj, wp.vec3(sd[1], sd[2], sd[3])))
+    v_tax = v_pad + wp.cross(w_pad, p - wp.transform_get_translation(x_pad))
+    v_obj = v_o + wp.cross(w_o, p - wp.transform_get_translation(x_obj))
+    vrel = v_tax - v_obj
+    vt = vrel - wp.dot(vrel, nrm) * nrm
+    cap = mu * fn
+    f = wp.vec2(0.0, 0.0)
+    u = disp
+    if stick_slip == 0:
+        speed = wp.length(vt)
+        if speed > 1.0e-12:
+            mag = wp.min(kt * speed, cap)
+            f = wp.vec2(wp.dot(vt, t1), wp.dot(vt, t2)) * (-mag / speed)
+    else:
+        u = disp + wp.vec2(wp.dot(vt, t1), wp.dot(vt, t2)) * dt
+        f = -kt_spring * u
+        fmag = wp.length(f)
+        if fmag > cap:
+            # slip: the anchor follows so that the elastic shear sits on the Coulomb cap
+            u = u * (cap / fmag)
+            f = -kt_spring * u
+    return wp.mat33(f[0], f[1], fn, u[0], u[1], 0.0, 0.0, 0.0, 0.0)
+
+
 @wp.kernel
 def force_field_kernel(
     shapes: PackedShapes,
@@ -88,8 +151,9 @@ def force_field_kernel(
 
     taxel_pos (T,) and taxel_rot (T,) columns (t1, t2, n) are in the pad frame; pad_xf (N,S) and
     obj_xf, obj_inv (N,O) come from :func:`pose_kernel`; pad_vel (N,S,6), obj_vel (N,O,6);
-    prev_depth (N,S,T) < 0 means unknown; shear_disp (N,S,T) is the stick-slip memory;
-    depth_out (N,S,T) and force_out (N,S,T) vec3 are written.
+    prev_depth (N,S,T) < 0 means unknown (read and written only when kd > 0); shear_disp
+    (N,S,T) is the stick-slip memory (only with stick_slip); depth_out (N,S,T) and force_out
+    (N,S,T) vec3 are written.
     """
     n, s, t = wp.tid()
     x_pad = pad_xf[n, s]
@@ -98,62 +162,56 @@ def force_field_kernel(
     # Warp needs typed constructors for variables a dynamic loop or branch reassigns
     best_k = int(-1)  # noqa: UP018
     best_d = float(0.0)  # noqa: UP018
-    best_nrm = wp.vec3(0.0, 0.0, 1.0)
     for k in range(num_objects):
-        sd = shape_sdf(shapes, k, wp.transform_point(obj_inv[n, k], p))
-        if -sd[0] > best_d:
-            best_d = -sd[0]
-            best_k = k
-            best_nrm = wp.vec3(sd[1], sd[2], sd[3])
+        q = wp.transform_point(obj_inv[n, k], p)
+        # outside an object's bounding sphere its distance is positive: skip the SDF query
+        if wp.length_sq(q) < shapes.bound_sq[k]:
+            sd = shape_sdf(shapes, k, q)
+            if -sd[0] > best_d:
+                best_d = -sd[0]
+                best_k = k
     depth_out[n, s, t] = best_d
     if best_k < 0:
-        prev_depth[n, s, t] = 0.0
-        shear_disp[n, s, t] = wp.vec2(0.0, 0.0)
+        # state is touched only by the models that use it
+        if kd > 0.0:
+            prev_depth[n, s, t] = 0.0
+        if stick_slip != 0:
+            shear_disp[n, s, t] = wp.vec2(0.0, 0.0)
         force_out[n, s, t] = wp.vec3(0.0, 0.0, 0.0)
         return
-    fn = kn * best_d
-    prev = prev_depth[n, s, t]
-    if kd > 0.0 and prev >= 0.0:
-        fn = fn + kd * (best_d - prev) / dt * best_d
-    fn = wp.max(fn, 0.0)
-    prev_depth[n, s, t] = best_d
-    # taxel axes in world
-    rot = wp.quat_to_matrix(wp.transform_get_rotation(x_pad)) * taxel_rot[t]
-    t1 = wp.vec3(rot[0, 0], rot[1, 0], rot[2, 0])
-    t2 = wp.vec3(rot[0, 1], rot[1, 1], rot[2, 1])
-    # relative velocity of the gel point against the object's material point, tangential part
-    x_obj = obj_xf[n, best_k]
-    best_nrm = wp.transform_vector(x_obj, best_nrm)
-    v_tax = load_twist_linear(pad_vel, n, s) + wp.cross(
-        load_twist_angular(pad_vel, n, s), p - wp.transform_get_translation(x_pad)
+    prev = float(-1.0)  # noqa: UP018
+    if kd > 0.0:
+        prev = prev_depth[n, s, t]
+        prev_depth[n, s, t] = best_d
+    disp = wp.vec2(0.0, 0.0)
+    if stick_slip != 0:
+        disp = shear_disp[n, s, t]
+    res = _contact_force(
+        shapes,
+        best_k,
+        best_d,
+        p,
+        x_pad,
+        taxel_rot[t],
+        load_twist_linear(pad_vel, n, s),
+        load_twist_angular(pad_vel, n, s),
+        obj_xf[n, best_k],
+        obj_inv[n, best_k],
+        load_twist_linear(obj_vel, n, best_k),
+        load_twist_angular(obj_vel, n, best_k),
+        prev,
+        disp,
+        dt,
+        kn,
+        kd,
+        kt,
+        kt_spring,
+        mu,
+        stick_slip,
     )
-    v_obj = load_twist_linear(obj_vel, n, best_k) + wp.cross(
-        load_twist_angular(obj_vel, n, best_k), p - wp.transform_get_translation(x_obj)
-    )
-    nrm = wp.normalize(best_nrm)
-    vrel = v_tax - v_obj
-    vt = vrel - wp.dot(vrel, nrm) * nrm
-    cap = mu * fn
-    f1 = float(0.0)  # noqa: UP018
-    f2 = float(0.0)  # noqa: UP018
-    if stick_slip == 0:
-        speed = wp.length(vt)
-        if speed > 1.0e-12:
-            mag = wp.min(kt * speed, cap)
-            f1 = -mag * wp.dot(vt, t1) / speed
-            f2 = -mag * wp.dot(vt, t2) / speed
-    else:
-        u = shear_disp[n, s, t] + wp.vec2(wp.dot(vt, t1), wp.dot(vt, t2)) * dt
-        f = -kt_spring * u
-        fmag = wp.length(f)
-        if fmag > cap:
-            # slip: the anchor follows so that the elastic shear sits on the Coulomb cap
-            u = u * (cap / fmag)
-            f = -kt_spring * u
-        shear_disp[n, s, t] = u
-        f1 = f[0]
-        f2 = f[1]
-    force_out[n, s, t] = wp.vec3(f1, f2, fn)
+    if stick_slip != 0:
+        shear_disp[n, s, t] = wp.vec2(res[1, 0], res[1, 1])
+    force_out[n, s, t] = wp.vec3(res[0, 0], res[0, 1], res[0, 2])
 
 
 def pose_buffers(num_envs: int, num_sensors: int, num_objects: int, device: Any) -> dict[str, wp.array]:

@@ -372,6 +372,9 @@ class PackedShapes:
     grid_dims: wp.array(dtype=wp.vec3i)
     grid_lower: wp.array(dtype=wp.vec3)
     grid_upper: wp.array(dtype=wp.vec3)
+    bound_sq: wp.array(dtype=float)
+    """(K,) squared radius (m^2) of a sphere about the shape's origin that holds the whole solid
+    (1e30 for a plane); a point outside it has a positive distance."""
 
 
 def shape_type_id(shape: Shape) -> int:
@@ -397,6 +400,38 @@ def shape_params(shape: Shape, grid_index: int = -1) -> tuple[float, float, floa
     if isinstance(shape, SdfGrid):
         return (float(grid_index), 0.0, 0.0, 0.0)
     raise TypeError(f"unsupported shape {type(shape).__name__}")
+
+
+def bounding_radius(shape: Shape) -> float:
+    """Radius (m) of a sphere about the shape's origin that contains the solid (inf for Plane)."""
+    if isinstance(shape, Sphere):
+        return shape.radius
+    if isinstance(shape, Box):
+        return float(np.linalg.norm(shape.half_extents))
+    if isinstance(shape, Capsule):
+        return shape.radius + shape.half_length
+    if isinstance(shape, Cylinder):
+        return float(np.hypot(shape.radius, shape.half_length))
+    if isinstance(shape, SdfGrid):
+        return _grid_bounding_radius(shape)
+    return math.inf
+
+
+def _grid_bounding_radius(grid: SdfGrid) -> float:
+    v = grid.values
+    inside = np.argwhere(v < 0)
+    if len(inside) == 0:
+        return 0.0
+    diag = float(np.linalg.norm(grid.spacing))
+    # a trilinear value < 0 needs a negative corner in its cell, at most one cell diagonal away
+    radius = float(np.linalg.norm(grid.lower + inside * grid.spacing, axis=1).max()) + diag
+    faces = [v[0], v[-1], v[:, 0], v[:, -1], v[:, :, 0], v[:, :, -1]]
+    lowest_face = min(float(f.min()) for f in faces)
+    if lowest_face < 0:  # solid reaches the grid's edge: outside values are boundary + distance
+        corners = np.array([[x, y, z] for x in (0, 1) for y in (0, 1) for z in (0, 1)])
+        far = float(np.linalg.norm(np.where(corners == 0, grid.lower, grid.upper), axis=1).max())
+        radius = max(radius, far - lowest_face)
+    return radius
 
 
 def pack_shapes(shapes: list[Shape] | tuple[Shape, ...], device: str | Any = "cpu") -> PackedShapes:
@@ -434,6 +469,10 @@ def pack_shapes(shapes: list[Shape] | tuple[Shape, ...], device: str | Any = "cp
     packed.grid_dims = wp.array(dims, dtype=wp.vec3i, device=device)
     packed.grid_lower = wp.array(lower, dtype=wp.vec3, device=device)
     packed.grid_upper = wp.array(upper, dtype=wp.vec3, device=device)
+    radii = np.array([bounding_radius(s) for s in shapes])
+    # a small margin keeps float32 round-off from dropping a point right on the surface
+    bound_sq = np.where(np.isfinite(radii), (radii * 1.001 + 1e-6) ** 2, 1e30).astype(np.float32)
+    packed.bound_sq = wp.array(bound_sq, dtype=float, device=device)
     return packed
 
 
