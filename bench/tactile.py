@@ -189,6 +189,23 @@ def machine(device: str) -> dict[str, Any]:
     return info
 
 
+def code_state() -> dict[str, Any]:
+    """The commit measured, and whether the tactile sources differed from it (uncommitted edits)."""
+
+    def git(*cmd: str) -> str | None:
+        try:
+            return subprocess.run(["git", *cmd], cwd=ROOT.parent, capture_output=True, text=True, timeout=30).stdout
+        except (OSError, subprocess.SubprocessError):
+            return None
+
+    commit = git("rev-parse", "HEAD")
+    dirty = git("status", "--porcelain", "--", "sim/tactile", "assets/tactile")
+    return {
+        "commit": commit.strip() if commit else None,
+        "tactile_sources_modified": bool(dirty) if dirty is not None else None,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cpu", help="'cpu' or 'cuda' ('cuda:1', ...)")
@@ -261,6 +278,7 @@ def main() -> None:
         "python": platform.python_version(),
     }
     report["machine"] = machine(device)
+    report["code"] = code_state()
     out = ROOT / "results" / ("tactile.json" if dev == "cpu" else "tactile_cuda.json")
     out.write_text(json.dumps(report, indent=2) + "\n")
     print(json.dumps(report, indent=2))
