@@ -376,8 +376,9 @@ def detect_contact_circle(
         raise ValueError("detect_contact_circle: no contact region above the threshold")
     biggest = max(contours, key=cv2.contourArea)
     (cx, cy), radius = cv2.minEnclosingCircle(biggest)
-    # contour pixels are the outermost *changed* pixels; the rim itself lies half a pixel further
-    return float(cx), float(cy), float(radius) + 0.5
+    # the gel's smoothing spreads the rim outwards by a pixel or two; the default rim_fraction
+    # of ball_press_samples keeps the samples clear of it
+    return float(cx), float(cy), float(radius)
 
 
 def ball_press_samples(
@@ -479,13 +480,15 @@ def track_markers(
     max_radius: float = 8.0,
     min_area: int = 3,
     contrast: float = 0.3,
+    min_darkness: float = 15.0,
 ) -> np.ndarray:
     """Sub-pixel centroids ``(x, y)`` (column, row; float, (M, 2)) of dark marker dots.
 
     The gel's local brightness comes from a grey-level closing (which erases dots up to
     ``max_radius`` pixels); pixels darker than it by more than ``contrast`` times the darkest
     dot's depth are marker pixels; OpenCV labels them and each dot's centroid is weighted by
-    its darkness. Sorted by row, then column.
+    its darkness. An image whose darkest spot is less than ``min_darkness`` grey levels below
+    its surroundings has no markers (empty result). Sorted by row, then column.
     """
     _check_rgb(image, "image")
     gray = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY).astype(np.float32)
@@ -493,9 +496,9 @@ def track_markers(
     local = cv2.morphologyEx(gray, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k)))
     dark = np.maximum(local - gray, 0.0)
     peak = float(dark.max())
-    if peak <= 0.0:
+    if peak < min_darkness:
         return np.zeros((0, 2))
-    mask = (dark > contrast * peak).astype(np.uint8)
+    mask = (dark > max(contrast * peak, 0.5 * min_darkness)).astype(np.uint8)
     n, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
     if n <= 1:
         return np.zeros((0, 2))

@@ -233,11 +233,13 @@ def _column_depth(
     convex = shapes.types[k] != SHAPE_SDF_GRID
     for _it in range(NEWTON_ITERS):
         f = sd[0]
+        rate = -(sd[1] * up[0] + sd[2] * up[1] + sd[3] * up[2])  # -d sdf / dz
         if f <= HIT_TOL:
+            if convex and rate > 0.1:
+                z = wp.min(z + f / rate, z_top)  # one last Newton step: converged to float precision
             return z_top - z
         step = f
         if convex:
-            rate = -(sd[1] * up[0] + sd[2] * up[1] + sd[3] * up[2])  # -d sdf / dz
             if rate <= 0.0:
                 return 0.0  # moving up only moves away from a convex shape
             step = f / rate
