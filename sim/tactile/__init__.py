@@ -10,6 +10,7 @@ Importing this package imports Warp (CPU kernels compile once, then load from Wa
 """
 
 from embodied.sim.tactile.config import PROFILES, TactileSensorCfg, taxel_layout
+from embodied.sim.tactile.sensor import TactileSensor
 from embodied.sim.tactile.shapes import Box, Capsule, Cylinder, Plane, SdfGrid, Sphere, pack_shapes
 
 __all__ = [
@@ -20,6 +21,7 @@ __all__ = [
     "Plane",
     "SdfGrid",
     "Sphere",
+    "TactileSensor",
     "TactileSensorCfg",
     "pack_shapes",
     "taxel_layout",
