@@ -154,6 +154,8 @@ class BeamlineModel:
         ]
         self.segment = cheetah.Segment(elements=[el for part in parts for el in part], name=self.lattice.name)
         """The whole lattice as one cheetah Segment (knob handles above point into it)."""
+        self._applied: dict[str, tuple] = {}
+        """What each knob group was last set to (see ``_changed``)."""
         self.corrector_rad_per_A_t = t(self.corrector_rad_per_A)
         self.solenoid_k_per_A_t = t(self.solenoid_k_per_A)
 
@@ -202,22 +204,40 @@ class BeamlineModel:
         if errors is not None:
             angles = angles * errors.corrector_gain
             k = k * errors.solenoid_field_scale
+        zeros2 = torch.zeros(2, device=self.device, dtype=self.dtype)
+        sol_offset = errors.solenoid_offset_m if errors is not None else None
+        bpm_offset = errors.bpm_offset_m if errors is not None else None
+        # cheetah caches transfer maps under (id(tensor), tensor._version), and ids of freed tensors
+        # are reused: whenever a knob tensor is replaced, its element's cache is dropped. Solenoids
+        # and BPMs are replaced only when their values change, so their maps stay cached between steps.
         for i, corr in enumerate(self.correctors):
             corr.horizontal_angle = angles[..., 2 * i]
             corr.vertical_angle = angles[..., 2 * i + 1]
-        for i, halves in enumerate(self.solenoid_halves):
-            for half in halves:
-                half.k = k[..., i]
-                if errors is not None:
-                    half.misalignment = errors.solenoid_offset_m[..., i, :]
-                else:
-                    half.misalignment = torch.zeros(2, device=self.device, dtype=self.dtype)
-        for i, bpm in enumerate(self.bpms):
-            bpm.misalignment = (
-                errors.bpm_offset_m[..., i, :]
-                if errors is not None
-                else torch.zeros(2, device=self.device, dtype=self.dtype)
-            )
+            corr.__dict__.pop("_cache", None)
+        if self._changed("solenoids", k, sol_offset):
+            for i, halves in enumerate(self.solenoid_halves):
+                for half in halves:
+                    half.k = k[..., i].clone()
+                    half.misalignment = sol_offset[..., i, :].clone() if sol_offset is not None else zeros2
+                    half.__dict__.pop("_cache", None)
+        if self._changed("bpms", bpm_offset):
+            for i, bpm in enumerate(self.bpms):
+                bpm.misalignment = bpm_offset[..., i, :].clone() if bpm_offset is not None else zeros2
+                bpm.__dict__.pop("_cache", None)
+
+    def _changed(self, group: str, *tensors: torch.Tensor | None) -> bool:
+        """Whether ``tensors`` differ from what ``group`` was last set to (always True with gradients)."""
+        last = self._applied.get(group)
+        if any(t is not None and t.requires_grad for t in tensors):
+            self._applied.pop(group, None)
+            return True
+        if last is not None and all(
+            (a is None and b is None) or (a is not None and b is not None and a.shape == b.shape and torch.equal(a, b))
+            for a, b in zip(last, tensors, strict=True)
+        ):
+            return False
+        self._applied[group] = tuple(None if t is None else t.detach().clone() for t in tensors)
+        return True
 
     # ------------------------------------------------------------------ tracking
     def centroid_beam(self, injection: torch.Tensor | None = None) -> cheetah.ParameterBeam:
