@@ -362,3 +362,44 @@ def test_image_delegates_to_the_imager() -> None:
     img = sensor.image(pad, obj, resolution="policy")
     assert img.shape == (2, 2, *cfg.policy_resolution, 3) and img.dtype == torch.uint8
     assert not torch.equal(img[0, 0], img[1, 0])  # the pressed gel looks different
+
+
+def test_plane_on_a_domed_pad_reads_the_dome_height() -> None:
+    cfg = TactileSensorCfg(dome_radius=0.03)
+    d = 0.001
+    sensor = TactileSensor(cfg, 1, 1, [Plane()])
+    f = single(sensor, pose([0, 0, 0]), pose([0, 0, -d], FLIP)).numpy()
+    xy = sensor.taxel_positions[..., :2].numpy().astype(np.float64)
+    z = np.sqrt(0.03**2 - (xy**2).sum(-1)) - 0.03  # the dome's surface, <= 0
+    np.testing.assert_allclose(f[..., 2], cfg.kn * np.maximum(d + z, 0.0), atol=cfg.kn * 2e-7)
+    assert 0 < (f[..., 2] > 0).sum() < cfg.num_taxels  # the rim stays out of contact
+
+
+@pytest.mark.parametrize("shear_model", ["velocity", "stick_slip"])
+def test_field_is_invariant_to_moving_the_whole_scene(shear_model: str, scene_shapes: list) -> None:
+    """Rotating and shifting pads, objects and velocities together changes nothing (taxel frames)."""
+    cfg = TactileSensorCfg(shear_model=shear_model, dome_radius=0.04)
+    rng = np.random.default_rng(11)
+    pad, pad_vel, obj, obj_vel = random_scene(rng, 3, scene_shapes)
+    q = quat_axis_angle(rng.normal(size=3), 2.0)
+    r = ref.quat_to_matrix_wxyz(q)
+    shift = np.array([0.3, -0.1, 0.2])
+
+    def moved(poses: np.ndarray) -> np.ndarray:
+        out = poses.copy()
+        out[..., :3] = poses[..., :3] @ r.T + shift
+        out[..., 3:] = qmul(np.broadcast_to(q, poses[..., 3:].shape), poses[..., 3:])
+        return out
+
+    def moved_vel(vel: np.ndarray) -> np.ndarray:
+        return np.concatenate([vel[..., :3] @ r.T, vel[..., 3:] @ r.T], -1)
+
+    a = TactileSensor(cfg, 3, 2, scene_shapes)
+    b = TactileSensor(cfg, 3, 2, scene_shapes)
+    for _ in range(2):
+        fa = a.force_field(t(pad), t(pad_vel), t(obj), t(obj_vel), DT)
+        fb = b.force_field(t(moved(pad)), t(moved_vel(pad_vel)), t(moved(obj)), t(moved_vel(obj_vel)), DT)
+        assert float(fa[..., 2].sum()) > 0
+        torch.testing.assert_close(fb, fa, atol=2e-6, rtol=1e-3)
+        pad[..., :3] += pad_vel[..., :3] * DT
+        obj[..., :3] += obj_vel[..., :3] * DT
