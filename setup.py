@@ -53,6 +53,7 @@ setup(
         "tensorboard>=2.15",
         "tqdm>=4.66",
         "matplotlib>=3.8",
+        "cheetah-accelerator>=0.8.4,<0.9",  # beam tasks (tested with 0.8.4)
     ],
     extras_require={
         "gpu": ["mujoco-warp"],
