@@ -112,7 +112,7 @@ class TactileSensor:
         obj_vel: ArrayLike,
         dt: float,
     ) -> torch.Tensor:
-        """Per-taxel forces (N) on each pad, in each taxel's frame.
+        """Per-taxel forces (newtons) on each pad, in each taxel's frame.
 
         Args:
             pad_pose: (num_envs, num_sensors, 7) pad frames (position, quaternion wxyz), world.
