@@ -226,10 +226,12 @@ def _column_depth(
 ) -> float:
     """Depth below ``z_top`` of object k's lowest point on the segment [z_top - max_depth, z_top]."""
     z = z_top - max_depth
-    sd = shape_sdf(shapes, k, wp.transform_point(xf, wp.vec3(x, y, z)))
+    # the segment in the object's frame: p(z) = p0 + z * up (one transform per pixel, not per step)
+    p0 = wp.transform_point(xf, wp.vec3(x, y, 0.0))
+    up = wp.transform_vector(xf, wp.vec3(0.0, 0.0, 1.0))
+    sd = shape_sdf(shapes, k, p0 + up * z)
     if sd[0] <= 0.0:
         return max_depth
-    up = wp.transform_vector(xf, wp.vec3(0.0, 0.0, 1.0))
     convex = shapes.types[k] != SHAPE_SDF_GRID
     for _it in range(NEWTON_ITERS):
         f = sd[0]
@@ -246,7 +248,7 @@ def _column_depth(
         z = z + step
         if z >= z_top:
             return 0.0
-        sd = shape_sdf(shapes, k, wp.transform_point(xf, wp.vec3(x, y, z)))
+        sd = shape_sdf(shapes, k, p0 + up * z)
     if sd[0] <= LOOSE_TOL:
         return z_top - z
     return 0.0
@@ -509,7 +511,8 @@ def _shade_tiles(
         rd = wp.min(r + 1, R.height - 1)
         v = 2.0 * (float(r) + 0.5) / float(R.height) - 1.0
         for c in range(c0, c1):
-            col = wp.vec3(float(R.background[r, c, 0]), float(R.background[r, c, 1]), float(R.background[r, c, 2]))
+            shaded = wp.int32(0)
+            col = wp.vec3(0.0)
             if _inside(sbox, r, c):
                 cl = wp.max(c - 1, 0)
                 cr = wp.min(c + 1, R.width - 1)
@@ -532,6 +535,10 @@ def _shade_tiles(
                             db = db + R.n_dir
                         u = 2.0 * (float(c) + 0.5) / float(R.width) - 1.0
                         base = (mb * R.n_dir + db) * 18
+                        shaded = 1
+                        col = wp.vec3(
+                            float(R.background[r, c, 0]), float(R.background[r, c, 1]), float(R.background[r, c, 2])
+                        )
                         for ch in range(3):
                             o = base + ch * 6
                             delta = (
@@ -543,6 +550,10 @@ def _shade_tiles(
                                 + R.lookup[o + 5] * v * v
                             )
                             col[ch] = col[ch] + delta
+            if shaded == 0:
+                if R.markers == 0:
+                    continue  # flat gel: the copied background is already right
+                col = wp.vec3(float(R.background[r, c, 0]), float(R.background[r, c, 1]), float(R.background[r, c, 2]))
             if R.markers == 1:
                 x = R.x0 + float(c) * R.px
                 y = R.y0 + float(r) * R.py
