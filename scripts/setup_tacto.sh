@@ -36,6 +36,7 @@ PIP=("$VENV/bin/pip" install -q --disable-pip-version-check)
 # OSMesa binding fails). pip warns about both pins; that is expected. One OpenCV only (headless).
 "${PIP[@]}" tacto
 "${PIP[@]}" --upgrade "networkx>=2.6" "PyOpenGL>=3.1.5" "numpy>=1.26"
+echo "# (pip's complaints about urdfpy's networkx==2.2 and pyrender's PyOpenGL==3.1.0 pins are expected)"
 if "$VENV/bin/pip" show opencv-python >/dev/null 2>&1; then
     # tacto only needs cv2 for blur/colour conversion; keep the server-friendly wheel.
     "$VENV/bin/pip" uninstall -q -y opencv-python
