@@ -233,6 +233,32 @@ def test_gel_sinks_force_over_stiffness(name: str) -> None:
 
 
 @pytest.mark.parametrize("name", CPU_BACKENDS)
+def test_set_gel_changes_one_env(name: str) -> None:
+    """Per-env gel parameters (domain randomisation): half the stiffness sinks twice as deep there."""
+    with make_tactile_backend(name, "pinch_sphere", num_envs=3) as b:
+        b.set_gel(torch.tensor([1, 2]), stiffness=torch.tensor([2500.0, 10000.0]), damping_ratio=0.5)
+        assert b.gel["stiffness"].tolist() == [5000.0, 2500.0, 10000.0]
+        assert b.gel["damping_ratio"].tolist() == pytest.approx([0.7, 0.5, 0.5])
+        _press(b, 40)
+        force = b.pad_contact_force()
+        stiffness = b.gel["stiffness"][:, None]
+        assert torch.allclose(_penetration(b), force / stiffness, rtol=0.03)
+        with pytest.raises(ValueError, match="gel stiffness must be"):
+            b.set_gel(stiffness=0.0)
+        with pytest.raises(ValueError, match=r"gel friction must be a float or a \(2,\) tensor"):
+            b.set_gel(torch.tensor([0, 1]), friction=torch.tensor([0.5, float("nan")]))
+        # Friction 0 on env 0: the hand slides with no lag; env 2 keeps mu 1 and lags mu N / kp.
+        b.set_gel(torch.tensor([0]), friction=0.0)
+        t = b.hand_state().clone()
+        t[:, 6] = 0.0
+        for _ in range(40):
+            t[:, 1] += 0.02 * b.dt
+            b.step(t)
+        lag = t[:, 1] - b.hand_state()[:, 1]
+        assert lag[0] < 0.0015 < 0.003 < lag[2]
+
+
+@pytest.mark.parametrize("name", CPU_BACKENDS)
 def test_pad_frames_follow_the_contract(name: str) -> None:
     """Pad +z points at the object, +y towards the fingertip, frames right-handed, origin on the gel
     surface; a pressed sphere's contact centroid is the sphere centre projected on the pad."""
@@ -446,6 +472,14 @@ def test_mujoco_warp_agrees_and_resets() -> None:
         assert torch.allclose(b.joint_pos()[1], home[1], atol=1e-6)
         assert not torch.allclose(b.joint_pos()[0], home[0], atol=1e-4)
         assert torch.allclose(b.obj_pose()[1, 0], peg[0, 0], atol=1e-5)
+    depths = []
+    for name in ("mujoco_warp", "mujoco"):  # per-world gel parameters
+        with make_tactile_backend(name, "pinch_sphere", num_envs=2) as b:
+            b.set_gel(torch.tensor([1]), stiffness=2500.0, friction=0.5)
+            _press(b, 40)
+            depths.append(_penetration(b))
+    assert torch.allclose(depths[0], depths[1], rtol=1e-3)
+    assert depths[0][1, 0] > 1.8 * depths[0][0, 0]
 
 
 def test_scene_json_is_the_documented_format() -> None:

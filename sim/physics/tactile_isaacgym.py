@@ -101,10 +101,13 @@ class IsaacGymTactileBackend(TactileBackend):
         lower, upper = gymapi.Vec3(-spacing, -spacing, 0.0), gymapi.Vec3(spacing, spacing, spacing)
         per_row = max(1, int(num_envs**0.5))
         self.envs, hand_actors, obj_actors = [], [], []
+        self._hand_handles: list[int] = []
+        self._pad_shapes = sorted(pad_shapes)
         body_ids: list[list[int]] = []
         for i in range(num_envs):
             env = gym.create_env(self.sim, lower, upper, per_row)
             hand = gym.create_actor(env, hand_asset, gymapi.Transform(), "gripper", i, 0)
+            self._hand_handles.append(hand)
             dof = gym.get_actor_dof_properties(env, hand)
             dof["driveMode"][:] = int(gymapi.DOF_MODE_POS)
             dof["stiffness"][:] = kp
@@ -179,6 +182,16 @@ class IsaacGymTactileBackend(TactileBackend):
             ids = actors.flatten().to(torch.int32).contiguous()
             self.gym.set_actor_root_state_tensor_indexed(self.sim, unwrap(self._root), unwrap(ids), len(ids))
         self._refresh()
+
+    def _set_gel(self, env_ids: torch.Tensor, params: dict[str, torch.Tensor]) -> None:
+        # PhysX has no per-pair damping here: stiffness goes to the pads' compliance, friction as is.
+        for j, i in enumerate(env_ids.tolist()):
+            env, hand = self.envs[i], self._hand_handles[i]
+            props = self.gym.get_actor_rigid_shape_properties(env, hand)
+            for k in self._pad_shapes:
+                props[k].compliance = 1.0 / float(params["stiffness"][j])
+                props[k].friction = float(params["friction"][j])
+            self.gym.set_actor_rigid_shape_properties(env, hand, props)
 
     def _body_states(self) -> tuple[torch.Tensor, torch.Tensor]:
         b = self._bodies[self._body_ids]  # (N, B, 13): pos, quat xyzw, linear, angular

@@ -21,7 +21,7 @@ import mujoco
 import numpy as np
 import torch
 
-from embodied.sim.physics.tactile_mujoco import FINGER_NAMES, scene_mjcf
+from embodied.sim.physics.tactile_mujoco import FINGER_NAMES, pair_object_friction, scene_mjcf
 from embodied.sim.physics.tactile_scene import TactileBackend, TactileScene
 
 INSTALL_HINT = "MuJoCo Warp is not installed: pip install 'embodied-suite[gpu]' (or pip install mujoco-warp)"
@@ -78,6 +78,9 @@ class MjwarpTactileBackend(TactileBackend):
             int(self.mjm.jnt_qposadr[self.mjm.joint(self.object_names[i]).id]) for i in self.free_objects
         ]
         self._qpos0 = torch.as_tensor(self.mjm.qpos0, dtype=torch.float32, device=self.device)
+        self._pair_k0 = torch.as_tensor(-self.mjm.pair_solref[:, 0], dtype=torch.float32, device=self.device)
+        self._pair_mu_obj = torch.as_tensor(pair_object_friction(self.scene), dtype=torch.float32, device=self.device)
+        self._pair_views: tuple[torch.Tensor, torch.Tensor] | None = None
         self._use_graph = use_graph and self.device.type == "cuda"
         self._graph: Any = None
         self._steps = 0
@@ -130,6 +133,25 @@ class MjwarpTactileBackend(TactileBackend):
         self._qvel[env_ids] = 0.0
         with self._stream():
             self._refresh()
+
+    def _set_gel(self, env_ids: torch.Tensor, params: dict[str, torch.Tensor]) -> None:
+        wp, m = self.wp, self.m
+        if self._pair_views is None:
+            # MuJoCo Warp indexes model arrays with worldid % shape[0]: give the pad pairs one row
+            # per world, then write them in place (zero-copy torch views).
+            for name in ("pair_solref", "pair_friction"):
+                rows = wp.to_torch(getattr(m, name))[:1].repeat(self.num_envs, 1, 1)
+                setattr(m, name, wp.from_torch(rows.contiguous(), dtype=getattr(m, name).dtype))
+            self._pair_views = (wp.to_torch(m.pair_solref), wp.to_torch(m.pair_friction))
+            self._graph = None  # the captured graph points at the old arrays
+        solref, friction = self._pair_views
+        gel = self.scene.gripper.gel
+        k = self._pair_k0[None] * (params["stiffness"][:, None] / gel.stiffness)
+        solref[env_ids, :, 0] = (-k).to(solref.dtype)
+        solref[env_ids, :, 1] = (-2.0 * params["damping_ratio"][:, None] * k.sqrt()).to(solref.dtype)
+        mu = params["friction"][:, None] * self._pair_mu_obj[None]
+        friction[env_ids, :, 0] = mu.to(friction.dtype)
+        friction[env_ids, :, 1] = mu.to(friction.dtype)
 
     def _body_states(self) -> tuple[torch.Tensor, torch.Tensor]:
         ids = self._body_ids

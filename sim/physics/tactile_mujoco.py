@@ -19,6 +19,7 @@ trajectory is unchanged), so readouts are of the state after the step, as in PyB
 
 from __future__ import annotations
 
+import copy
 import math
 import os
 import tempfile
@@ -168,6 +169,12 @@ def calibrated_pair_solref(scene: TactileScene, model: mujoco.MjModel) -> dict[t
     return out
 
 
+def pair_object_friction(scene: TactileScene) -> np.ndarray:
+    """The non-pad side's friction coefficient of every pad pair, in ``scene_mjcf``'s pair order."""
+    others = [o.friction for o in scene.objects for _ in o.geoms] + ([1.0] if scene.floor else [])
+    return np.array(others * 2, dtype=float)
+
+
 class _TactileBatch(MujocoBatch):
     """``MujocoBatch`` that also gathers the body orientations and velocities the sensor needs."""
 
@@ -225,6 +232,9 @@ class MujocoTactileBackend(TactileBackend):
         names = list(FINGER_NAMES) + self.object_names
         self.sim.setup_readouts(np.array([m.body(n).id for n in names]))
         self._free_qpos = [m.jnt_qposadr[m.joint(self.object_names[i]).id] for i in self.free_objects]
+        # The pad pairs as calibrated, for set_gel: stiffness scales k linearly (see scene_mjcf).
+        self._pair_k0 = -m.pair_solref[:, 0].copy()
+        self._pair_mu_obj = pair_object_friction(self.scene)
         self.reset()
 
     def _step_targets(self, targets: torch.Tensor) -> None:
@@ -239,6 +249,18 @@ class MujocoTactileBackend(TactileBackend):
         for f, adr in enumerate(self._free_qpos):
             qpos[:, adr : adr + 7] = obj[:, f]
         self.sim.reset(env_ids.cpu().numpy(), qpos, np.zeros((k, m.nv)))
+
+    def _set_gel(self, env_ids: torch.Tensor, params: dict[str, torch.Tensor]) -> None:
+        k0, gel = self._pair_k0, self.scene.gripper.gel
+        values = {name: v.double().cpu().numpy() for name, v in params.items()}
+        for j, i in enumerate(env_ids.tolist()):
+            if self.sim.models[i] is self.sim.model:  # this env gets its own model (as MujocoBatch's DR does)
+                self.sim.models[i] = copy.copy(self.sim.model)
+            model = self.sim.models[i]
+            k = k0 * values["stiffness"][j] / gel.stiffness
+            model.pair_solref[:, 0] = -k
+            model.pair_solref[:, 1] = -2.0 * values["damping_ratio"][j] * np.sqrt(k)
+            model.pair_friction[:, :2] = (values["friction"][j] * self._pair_mu_obj)[:, None]
 
     def _body_states(self) -> tuple[torch.Tensor, torch.Tensor]:
         pose = np.concatenate([self.sim.body_xpos, self.sim.body_xquat], -1)

@@ -284,6 +284,18 @@ class PybulletTactileBackend(TactileBackend):
                 pos, orn = p.multiplyTransforms(list(spec.pos), _xyzw(spec.quat), *local)
                 p.resetBasePositionAndOrientation(body, pos, orn, physicsClientId=c)
 
+    def _set_gel(self, env_ids: torch.Tensor, params: dict[str, torch.Tensor]) -> None:
+        m = self.scene.gripper.finger_mass
+        values = {name: v.double().cpu().numpy() for name, v in params.items()}
+        for j, i in enumerate(env_ids.tolist()):
+            k = float(values["stiffness"][j])
+            for pad in self._pads:
+                self.p.changeDynamics(
+                    self._hand, pad, contactStiffness=k,
+                    contactDamping=2.0 * float(values["damping_ratio"][j]) * math.sqrt(k * m),
+                    lateralFriction=float(values["friction"][j]), physicsClientId=self._clients[i],
+                )  # fmt: skip
+
     def _body_states(self) -> tuple[torch.Tensor, torch.Tensor]:
         p, hand = self.p, self._hand
         n, b = self.num_envs, 2 + len(self.scene.objects)

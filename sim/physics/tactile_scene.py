@@ -56,6 +56,8 @@ SCENE_VERSION = 1
 NUM_PADS = 2
 TARGET_DIM = 7
 """A target row: hand position xyz (m), hand angles rx, ry, rz (rad), opening between the gels (m)."""
+GEL_PARAMS = ("stiffness", "damping_ratio", "friction")
+"""Gel contact parameters that :meth:`TactileBackend.set_gel` changes per env."""
 JOINT_NAMES = ("hand_x", "hand_y", "hand_z", "hand_rx", "hand_ry", "hand_rz", "finger_left", "finger_right")
 """The gripper's joints, in the order of :meth:`TactileBackend.joint_pos` (fingers: inward slide, m)."""
 
@@ -519,6 +521,9 @@ class TactileBackend(ABC):
             [list(o.pos) + list(o.quat) for o in self.scene.objects], dtype=torch.float32, device=self.device
         ).reshape(len(self.scene.objects), 7)
         self._frames: tuple[torch.Tensor, torch.Tensor] | None = None
+        gel = self.scene.gripper.gel
+        self.gel = {name: torch.full((num_envs,), float(getattr(gel, name)), device=self.device) for name in GEL_PARAMS}
+        """Per-env gel contact parameters now in force (name -> (N,)); change them with :meth:`set_gel`."""
 
     # ------------------------------------------------------------------ what engines implement
     @abstractmethod
@@ -533,9 +538,17 @@ class TactileBackend(ABC):
     def _body_states(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Body poses (N, 2 + O, 7) and velocities (N, 2 + O, 6) of (left finger, right finger, objects)."""
 
+    def _set_gel(self, env_ids: torch.Tensor, params: dict[str, torch.Tensor]) -> None:
+        """Apply per-env gel parameters (each (k,)) to envs ``env_ids`` in the engine."""
+        raise NotImplementedError(f"the {self.name!r} tactile backend cannot change gel parameters per env")
+
     @abstractmethod
     def joint_pos(self) -> torch.Tensor:
         """Gripper joint positions (N, 8) in :data:`JOINT_NAMES` order."""
+
+    def pad_contact_force(self) -> torch.Tensor:
+        """Total normal force (N) the engine applies on each pad (N, 2); MuJoCo and PyBullet report it."""
+        raise NotImplementedError(f"the {self.name!r} tactile backend does not report pad contact forces")
 
     def close(self) -> None:  # noqa: B027  (engines without resources to free keep this)
         """Free engine resources."""
@@ -573,6 +586,34 @@ class TactileBackend(ABC):
             obj = torch.cat([obj[..., :3], obj[..., 3:] / obj[..., 3:].norm(dim=-1, keepdim=True).clamp_min(1e-9)], -1)
         self._reset_envs(ids, self.targets_to_joints(hand_t), obj)
         self._frames = None
+
+    def set_gel(
+        self,
+        env_ids: torch.Tensor | None = None,
+        stiffness: torch.Tensor | float | None = None,
+        damping_ratio: torch.Tensor | float | None = None,
+        friction: torch.Tensor | float | None = None,
+    ) -> None:
+        """Change the gel's contact stiffness (N/m per contact point), damping ratio and friction of
+        envs ``env_ids`` (all when None), e.g. for domain randomisation; each value a float or a
+        (k,) tensor, None keeps it. Takes effect from the next step."""
+        ids = self._check_env_ids(env_ids)
+        lows = {"stiffness": 0.0, "damping_ratio": 0.0, "friction": 0.0}
+        for name, value in (("stiffness", stiffness), ("damping_ratio", damping_ratio), ("friction", friction)):
+            if value is None:
+                continue
+            v = torch.as_tensor(value, dtype=torch.float32, device=self.device)
+            if v.dim() == 0:
+                v = v.expand(len(ids))
+            if v.shape != (len(ids),) or not torch.isfinite(v).all() or (v < lows[name]).any():
+                raise ValueError(
+                    f"{self.name} tactile backend: gel {name} must be a float or a ({len(ids)},) tensor of finite "
+                    f"values >= {lows[name]}{' (and > 0)' if name == 'stiffness' else ''}, got {value!r}"
+                )
+            if name == "stiffness" and (v <= 0).any():
+                raise ValueError(f"{self.name} tactile backend: gel stiffness must be > 0 N/m, got {value!r}")
+            self.gel[name][ids] = v
+        self._set_gel(ids, {name: values[ids] for name, values in self.gel.items()})
 
     def targets_to_joints(self, targets: torch.Tensor) -> torch.Tensor:
         """Joint positions (N, 8) for target rows (N, 7): the fingers close symmetrically."""
