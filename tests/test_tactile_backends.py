@@ -18,6 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from embodied.config import ConfigError
+from embodied.sim.physics.tactile_backend import quat_mul, quat_rotate
 from embodied.sim.physics.tactile_rig import (
     BACKENDS,
     TactileRig,
@@ -29,8 +30,6 @@ from embodied.sim.physics.tactile_scene import (
     TactileScene,
     list_scenes,
     load_scene,
-    quat_mul,
-    quat_rotate,
     scene_to_dict,
 )
 

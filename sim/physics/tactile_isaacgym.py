@@ -26,8 +26,9 @@ from typing import Any
 
 import torch
 
+from embodied.sim.physics.tactile_backend import TactileBackend
 from embodied.sim.physics.tactile_pybullet import write_urdfs
-from embodied.sim.physics.tactile_scene import JOINT_NAMES, TactileBackend, TactileScene
+from embodied.sim.physics.tactile_scene import JOINT_NAMES, TactileScene
 
 
 def isaacgym_available() -> bool:

@@ -21,8 +21,9 @@ import mujoco
 import numpy as np
 import torch
 
+from embodied.sim.physics.tactile_backend import TactileBackend
 from embodied.sim.physics.tactile_mujoco import FINGER_NAMES, pair_object_friction, scene_mjcf
-from embodied.sim.physics.tactile_scene import TactileBackend, TactileScene
+from embodied.sim.physics.tactile_scene import TactileScene
 
 INSTALL_HINT = "MuJoCo Warp is not installed: pip install 'embodied-suite[gpu]' (or pip install mujoco-warp)"
 

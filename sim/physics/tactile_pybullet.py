@@ -31,10 +31,10 @@ import numpy as np
 import torch
 
 from embodied.config import ConfigError
+from embodied.sim.physics.tactile_backend import TactileBackend
 from embodied.sim.physics.tactile_scene import (
     JOINT_NAMES,
     GeomSpec,
-    TactileBackend,
     TactileScene,
     box_inertia,
     layout,

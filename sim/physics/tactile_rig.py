@@ -7,7 +7,7 @@
 
 Backends (:data:`BACKENDS`): ``"mujoco"`` (default, CPU), ``"mujoco_warp"`` (optional extra
 ``gpu``), ``"pybullet"``, ``"isaacgym"`` (when Isaac Gym is installed). All share one interface
-(:class:`~embodied.sim.physics.tactile_scene.TactileBackend`) and one scene file.
+(:class:`~embodied.sim.physics.tactile_backend.TactileBackend`) and one scene file.
 """
 
 from __future__ import annotations
@@ -22,7 +22,8 @@ from typing import Any, Literal
 import torch
 
 from embodied.config import ConfigError
-from embodied.sim.physics.tactile_scene import NUM_PADS, TactileBackend, TactileScene, load_scene
+from embodied.sim.physics.tactile_backend import NUM_PADS, TactileBackend
+from embodied.sim.physics.tactile_scene import TactileScene, load_scene
 
 BACKENDS: dict[str, tuple[str, str, str]] = {
     "mujoco": ("embodied.sim.physics.tactile_mujoco:MujocoTactileBackend", "mujoco", "pip install mujoco"),
