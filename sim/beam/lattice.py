@@ -129,7 +129,7 @@ BEAM_FIELDS: dict[str, Any] = {
     "mass_u": (1e-4, 300.0, "atomic mass units"),
     "charge_state": (-100.0, 100.0, "units of e, non-zero"),
     "mass_number": (1.0, 300.0, "nucleons (use 1 for electrons' per-particle energy)"),
-    "kinetic_energy_per_nucleon_eV": (1.0, 1e12, "eV per nucleon (is it in MeV/u?)"),
+    "kinetic_energy_per_nucleon_eV": (1e3, 1e12, "eV per nucleon (is it in MeV/u?)"),
     "current_A": (0.0, 10.0, "amperes"),
     "twiss": TWISS_FIELDS,
 }

@@ -37,6 +37,7 @@ def source_particles(
         # Normalised coordinates (u1, u2) -> phase space with the given Twiss.
         parts[:, col] = (eps * beta) ** 0.5 * u[:, col]
         parts[:, col + 1] = (eps / beta) ** 0.5 * (-alpha * u[:, col] + u[:, col + 1])
+    parts[:, :4] -= parts[:, :4].mean(0)  # centre the sample: an ideal machine reads zero at its BPMs
     parts[:, 6] = 1.0
     return parts.to(model.device, model.dtype)
 
