@@ -1,8 +1,9 @@
 """The tactile scene in Isaac Gym (PhysX), when ``isaacgym`` imports; written against ``isaacgym-stubs``.
 
 Isaac Gym is not on PyPI and has never been run by this suite's CI: this binding is typed
-against the ``isaacgym-stubs`` package and checked only for the message it gives when Isaac Gym
-is absent. It loads the same generated URDF as PyBullet (:func:`.tactile_pybullet.write_urdfs`),
+against the ``isaacgym-stubs`` package (it passed mypy against those stubs once, by hand, with
+the stubs' own syntax errors patched and ``gymtorch``'s two functions stubbed) and the tests
+check only the message it gives when Isaac Gym is absent. It loads the same generated URDF as PyBullet (:func:`.tactile_pybullet.write_urdfs`),
 drives the eight gripper joints with PhysX's position drives (the scene's gains; the hand asset
 has gravity disabled, PhysX's equivalent of gravity compensation) and reads the rigid-body state
 tensor through ``gymtorch`` (on the GPU pipeline it stays on the device).
@@ -71,7 +72,7 @@ class IsaacGymTactileBackend(TactileBackend):
         params.physx.contact_offset = 0.002
         params.physx.rest_offset = 0.0
         index = (self.device.index or 0) if gpu else 0
-        self.sim = gym.create_sim(index, -1, gymapi.SIM_PHYSX, params)
+        self.sim: Any = gym.create_sim(index, -1, gymapi.SIM_PHYSX, params)
         if self.sim is None:
             raise RuntimeError("Isaac Gym could not create a PhysX sim (gym.create_sim returned None)")
         if s.floor:

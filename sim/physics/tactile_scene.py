@@ -89,7 +89,9 @@ class GelCfg:
     """The elastomer's contact behaviour, as the physics engine sees it."""
 
     stiffness: float = 5000.0
-    """Normal stiffness (N/m) of one contact point: a static press of F newtons sinks F / stiffness."""
+    """Normal stiffness (N/m) of one contact point: a static press of F newtons sinks F / stiffness.
+    A curved object touches the pad at one point in every engine; a flat face touching it flat makes
+    several contact points (MuJoCo up to 8 for box on box, Bullet up to 4), each this stiff."""
     damping_ratio: float = 0.7
     """Damping of the contact spring relative to critical for the contact's effective mass."""
     friction: float = 1.0
