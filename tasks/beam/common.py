@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import cv2
 import numpy as np
 import torch
 
@@ -118,3 +119,16 @@ def check_errors_cfg(errors: ErrorsCfg, task_id: str) -> None:
         value = float(getattr(errors, name))
         if not low <= value <= high:
             raise ValueError(f"{task_id}: errors.{name} = {value} is outside the supported range [{low}, {high}]")
+
+
+def draw_bars(img: np.ndarray, values: np.ndarray, top: int, bottom: int, colours: tuple) -> None:
+    """Signed bars of ``values`` in [-1, 1] between rows ``top`` and ``bottom``, alternating colours."""
+    width = img.shape[1]
+    mid = (top + bottom) // 2
+    cv2.line(img, (0, mid), (width - 1, mid), (0, 0, 0), 1)
+    n = max(len(values), 1)
+    slot = width / n
+    for i, v in enumerate(np.clip(values, -1, 1)):
+        x0, x1 = int(i * slot + slot * 0.15), max(int((i + 1) * slot - slot * 0.15), int(i * slot + slot * 0.15) + 1)
+        y = int(mid - v * (bottom - top) / 2 * 0.9)
+        cv2.rectangle(img, (x0, min(mid, y)), (x1, max(mid, y)), colours[i % len(colours)], -1)

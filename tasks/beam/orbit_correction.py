@@ -34,14 +34,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-import cv2
 import gymnasium
 import numpy as np
 import torch
 
 from embodied.sim.beam.errors import ErrorsCfg, TwinCfg
 from embodied.sim.env import TaskCfg
-from embodied.tasks.beam.common import BeamTask, check_errors_cfg
+from embodied.tasks.beam.common import BeamTask, check_errors_cfg, draw_bars
 
 
 @dataclass
@@ -176,16 +175,3 @@ class OrbitCorrectionEnv(BeamTask):
         lim = self.machine.corrector_limits.cpu().numpy()
         draw_bars(img, self.currents[env_id].cpu().numpy() / lim, half, height, ((90, 160, 90), (160, 120, 60)))
         return img
-
-
-def draw_bars(img: np.ndarray, values: np.ndarray, top: int, bottom: int, colours: tuple) -> None:
-    """Signed bars of ``values`` in [-1, 1] between rows ``top`` and ``bottom``, alternating colours."""
-    width = img.shape[1]
-    mid = (top + bottom) // 2
-    cv2.line(img, (0, mid), (width - 1, mid), (0, 0, 0), 1)
-    n = max(len(values), 1)
-    slot = width / n
-    for i, v in enumerate(np.clip(values, -1, 1)):
-        x0, x1 = int(i * slot + slot * 0.15), max(int((i + 1) * slot - slot * 0.15), int(i * slot + slot * 0.15) + 1)
-        y = int(mid - v * (bottom - top) / 2 * 0.9)
-        cv2.rectangle(img, (x0, min(mid, y)), (x1, max(mid, y)), colours[i % len(colours)], -1)

@@ -38,8 +38,7 @@ import torch
 
 from embodied.sim.beam.errors import ErrorsCfg, TwinCfg
 from embodied.sim.env import TaskCfg
-from embodied.tasks.beam.common import BeamTask, check_errors_cfg
-from embodied.tasks.beam.orbit_correction import draw_bars
+from embodied.tasks.beam.common import BeamTask, check_errors_cfg, draw_bars
 
 
 def _lebt_errors() -> ErrorsCfg:
