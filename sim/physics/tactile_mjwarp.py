@@ -45,6 +45,7 @@ class MjwarpTactileBackend(TactileBackend):
         num_envs: int,
         device: str | torch.device = "cpu",
         use_graph: bool = True,
+        noslip_iterations: int = 0,
     ) -> None:
         super().__init__(scene, num_envs, device)
         try:
@@ -57,7 +58,7 @@ class MjwarpTactileBackend(TactileBackend):
             wp.config.log_level = max(wp.config.log_level, wp.LOG_WARNING)
         self.wp, self.mjw = wp, mjw
         self.wp_device = _wp_device(self.device)
-        self.mjcf = scene_mjcf(self.scene)
+        self.mjcf = scene_mjcf(self.scene, noslip_iterations=noslip_iterations)
         self.mjm = mujoco.MjModel.from_xml_string(self.mjcf)
         with wp.ScopedDevice(self.wp_device):
             self.m = mjw.put_model(self.mjm)

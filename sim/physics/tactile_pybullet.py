@@ -186,7 +186,7 @@ class PybulletTactileBackend(TactileBackend):
                 if s.floor:
                     plane = p.createCollisionShape(p.GEOM_PLANE, physicsClientId=c)
                     p.createMultiBody(0, plane, physicsClientId=c)
-                flags = p.URDF_USE_INERTIA_FROM_FILE
+                flags = p.URDF_USE_INERTIA_FROM_FILE | p.URDF_USE_IMPLICIT_CYLINDER  # true cylinders, not hulls
                 hand = p.loadURDF(str(paths["gripper"]), useFixedBase=True, flags=flags, physicsClientId=c)
                 objs = []
                 for obj in s.objects:
