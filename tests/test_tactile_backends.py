@@ -334,6 +334,24 @@ def test_peg_is_held_and_lifted(name: str) -> None:
         assert z1 - z0 == pytest.approx(0.02, abs=0.003)
 
 
+@pytest.mark.parametrize("name", CPU_BACKENDS)
+def test_peg_goes_into_its_socket(name: str) -> None:
+    """Lowered straight down, the held round peg (0.5 mm clearance) enters the socket, centred."""
+    with make_tactile_backend(name, "peg_socket", num_envs=1) as b:
+        t = b.hand_state().clone()
+        t[:, 6] = 0.0
+        for _ in range(20):
+            b.step(t)
+        for _ in range(80):
+            t[:, 2] -= 0.05 * b.dt
+            b.step(t)
+        peg = b.body_pose()[0, 2]
+        bottom = peg[2] - b.scene.objects[0].geoms[0].half_length
+        top = 2 * b.scene.objects[1].geoms[0].half_extents[2]
+        assert bottom < top - 0.008  # 8 mm in (then the fingertips reach the socket)
+        assert peg[:2].abs().max() < 0.0006  # within the clearance
+
+
 @pytest.mark.parametrize("noslip", [0, 1])
 def test_mujoco_grasp_creep_and_noslip(noslip: int) -> None:
     """MuJoCo's soft friction lets a held peg creep down slowly; the no-slip pass stops it."""
