@@ -11,6 +11,8 @@ Figures (every one computed here by the suite's kernels, nothing drawn by hand):
 - ``tactile_force_fields.png``: force fields as arrows (shear) over a heat map (normal force) for
   a press, a press-and-slide with the velocity (TacSL) shear model, and the same slide with the
   stick-slip model; and the marker image of the stick-slip slide.
+- ``tactile_backends.png``: the ``pinch_sphere`` scene pressed and slid in MuJoCo and in
+  PyBullet (the engines that import here): total forces over time and the final fields.
 """
 
 from __future__ import annotations
@@ -186,13 +188,62 @@ def force_figure(out: Path) -> Path:
     return path
 
 
+def backend_run(backend: str, press_steps: int = 30, slide_steps: int = 70, speed: float = 0.02) -> dict:
+    """The ``pinch_sphere`` scene: close both pads on the fixed ball (0.3 s), then slide the hand
+    along the palm's y at ``speed`` m/s while squeezing; per step the left pad's totals."""
+    from embodied.sim.physics.tactile_rig import TactileRig
+
+    with TactileRig("pinch_sphere", backend=backend, num_envs=1) as rig:
+        b = rig.backend
+        target = b.hand_state().clone()
+        target[:, 6] = 0.0  # opening 0: the servo squeezes the pads onto the ball
+        normal, shear, field = [], [], None
+        for i in range(press_steps + slide_steps):
+            if i >= press_steps:
+                target[:, 1] += speed * b.dt
+            field = rig.step(target)[0, 0]
+            normal.append(float(field[..., 2].sum()))
+            shear.append(float(field[..., 0].sum()))
+        return {"normal": np.array(normal), "shear": np.array(shear), "field": field, "sensor": rig.sensor,
+                "dt": b.dt, "press_steps": press_steps}  # fmt: skip
+
+
+def backends_figure(out: Path) -> Path:
+    from embodied.sim.physics.tactile_rig import available_backends
+
+    names = [b for b in ("mujoco", "pybullet") if b in available_backends()]
+    runs = {name: backend_run(name) for name in names}
+    fig, axes = plt.subplots(1, 2 + len(names), figsize=(5.0 * (2 + len(names)) * 0.8, 3.6))
+    for name, run in runs.items():
+        t = np.arange(len(run["normal"])) * run["dt"]
+        axes[0].plot(t, run["normal"], label=name)
+        axes[1].plot(t, run["shear"], label=name)
+    for ax, what in zip(axes[:2], ("total normal force (N)", "total shear along pad x (N)"), strict=True):
+        first = next(iter(runs.values()))
+        ax.axvline(first["press_steps"] * first["dt"], color="grey", ls=":", lw=1)
+        ax.set_xlabel("time (s); slide starts at the dotted line", fontsize=7)
+        ax.set_title(f"left pad: {what}", fontsize=8)
+        ax.tick_params(labelsize=6)
+        ax.legend(fontsize=7)
+    vmax = max(float(run["field"][..., 2].max()) for run in runs.values())
+    for ax, (name, run) in zip(axes[2:], runs.items(), strict=True):
+        field_panel(ax, run["sensor"], run["field"][None, None], f"{name}: left pad at the end of the slide", vmax)
+    fig.suptitle("Same scene, two engines: pinch_sphere pressed then slid at 2 cm/s (MuJoCo vs PyBullet)",
+                 fontsize=10)  # fmt: skip
+    fig.tight_layout()
+    path = out / "tactile_backends.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=OUT, help="folder for the PNG files")
     args = parser.parse_args()
     torch.set_num_threads(1)
     args.out.mkdir(parents=True, exist_ok=True)
-    for make in (images_figure, pipeline_figure, force_figure):
+    for make in (images_figure, pipeline_figure, force_figure, backends_figure):
         print(make(args.out))
 
 
