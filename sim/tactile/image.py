@@ -217,6 +217,38 @@ class Raster:
 
 
 @wp.func
+def _atan_unit(x: float) -> float:
+    """atan(x) for 0 <= x <= 1 (Abramowitz & Stegun 4.4.49, |error| <= 2e-8 rad)."""
+    x2 = x * x
+    p = -0.0161657367 + x2 * 0.0028662257
+    p = 0.0429096138 + x2 * p
+    p = -0.0752896400 + x2 * p
+    p = 0.1065626393 + x2 * p
+    p = -0.1420889944 + x2 * p
+    p = 0.1999355085 + x2 * p
+    p = -0.3333314528 + x2 * p
+    return x * (1.0 + x2 * p)
+
+
+@wp.func
+def _atan2(y: float, x: float) -> float:
+    """atan2 in float32 precision, a few times cheaper than the libm call on Warp's CPU path."""
+    ax = wp.abs(x)
+    ay = wp.abs(y)
+    hi = wp.max(ax, ay)
+    if hi == 0.0:
+        return 0.0
+    a = _atan_unit(wp.min(ax, ay) / hi)
+    if ay > ax:
+        a = 0.5 * wp.pi - a
+    if x < 0.0:
+        a = wp.pi - a
+    if y < 0.0:
+        a = -a
+    return a
+
+
+@wp.func
 def _surface_z(x: float, y: float, dome_r: float) -> float:
     if dome_r <= 0.0:
         return 0.0
@@ -488,6 +520,18 @@ def _marker_cover(R: Raster, disp: wp.array4d(dtype=float), has_disp: int, i: in
 
 
 @wp.func
+def _quadratic(lut: wp.array(dtype=float), o: int, u: float, v: float, uu: float, uv: float, vv: float) -> float:
+    """One channel's colour change: the six lookup coefficients at ``o`` on [1, u, v, u^2, uv, v^2]."""
+    return lut[o] + lut[o + 1] * u + lut[o + 2] * v + lut[o + 3] * uu + lut[o + 4] * uv + lut[o + 5] * vv
+
+
+@wp.func
+def _to_level(x: float) -> wp.uint8:
+    """Round half up and clip to a uint8 level."""
+    return wp.uint8(int(wp.clamp(wp.floor(x + 0.5), 0.0, 255.0)))
+
+
+@wp.func
 def _blurred_at(blurred: wp.array3d(dtype=float), bbox: wp.vec4i, i: int, r: int, c: int) -> float:
     if _inside(bbox, r, c):
         return blurred[i, r, c]
@@ -536,10 +580,10 @@ def _shade_tiles(
                 )
                 g2 = gx * gx + gy * gy
                 if g2 > 0.0:
-                    theta = wp.atan(wp.sqrt(g2))
+                    theta = _atan2(wp.sqrt(g2), 1.0)
                     mb = wp.min(int(wp.floor(theta * R.inv_mag_step + 0.5)), R.n_mag - 1)
                     if mb > 0:
-                        phi = wp.atan2(gy, gx)
+                        phi = _atan2(gy, gx)
                         db = int(wp.floor((phi + wp.pi) * R.dir_scale))
                         if db >= R.n_dir:
                             db = db - R.n_dir
@@ -548,20 +592,14 @@ def _shade_tiles(
                         u = 2.0 * (float(c) + 0.5) / float(R.width) - 1.0
                         base = (mb * R.n_dir + db) * 18
                         shaded = 1
+                        uu = u * u
+                        uv = u * v
+                        vv = v * v
                         col = wp.vec3(
-                            float(R.background[r, c, 0]), float(R.background[r, c, 1]), float(R.background[r, c, 2])
+                            float(R.background[r, c, 0]) + _quadratic(R.lookup, base, u, v, uu, uv, vv),
+                            float(R.background[r, c, 1]) + _quadratic(R.lookup, base + 6, u, v, uu, uv, vv),
+                            float(R.background[r, c, 2]) + _quadratic(R.lookup, base + 12, u, v, uu, uv, vv),
                         )
-                        for ch in range(3):
-                            o = base + ch * 6
-                            delta = (
-                                R.lookup[o]
-                                + R.lookup[o + 1] * u
-                                + R.lookup[o + 2] * v
-                                + R.lookup[o + 3] * u * u
-                                + R.lookup[o + 4] * u * v
-                                + R.lookup[o + 5] * v * v
-                            )
-                            col[ch] = col[ch] + delta
             if shaded == 0:
                 if R.markers == 0:
                     continue  # flat gel: the copied background is already right
@@ -570,8 +608,9 @@ def _shade_tiles(
                 x = R.x0 + float(c) * R.px
                 y = R.y0 + float(r) * R.py
                 col = col * (1.0 - MARKER_DARKNESS * _marker_cover(R, disp, has_disp, i, x, y))
-            for ch in range(3):
-                out[i, r, c, ch] = wp.uint8(int(wp.clamp(wp.floor(col[ch] + 0.5), 0.0, 255.0)))
+            out[i, r, c, 0] = _to_level(col[0])
+            out[i, r, c, 1] = _to_level(col[1])
+            out[i, r, c, 2] = _to_level(col[2])
 
 
 # ---------------------------------------------------------------------------------------------
