@@ -136,14 +136,19 @@ def _random_scene(rng: np.random.Generator, n: int, s: int, shapes: list) -> tup
 
 
 @pytest.mark.parametrize(
-    "profile,dome,res,seed",
-    [("gelsight_r15", None, "policy", 0), ("digit", 0.04, "policy", 1), ("gelsight_mini", None, "sensor", 2)],
+    "profile,dome,res,blur,seed",
+    [
+        ("gelsight_r15", None, "policy", 5, 0),
+        ("digit", 0.04, "policy", 5, 1),
+        ("gelsight_mini", None, "sensor", 5, 2),
+        ("gelsight_r15", None, "sensor", 19, 3),  # a blur wider than the 8-pixel tiles
+    ],
 )
 def test_warp_matches_the_numpy_reference_on_random_scenes(
-    profile: str, dome: float | None, res: str, seed: int
+    profile: str, dome: float | None, res: str, blur: int, seed: int
 ) -> None:
     rng = np.random.default_rng(seed)
-    cfg = TactileSensorCfg(profile=profile, dome_radius=dome, sensor_resolution=(72, 96))
+    cfg = TactileSensorCfg(profile=profile, dome_radius=dome, sensor_resolution=(72, 96), blur_kernel=blur)
     shapes = [Sphere(0.004), Box((0.003, 0.004, 0.002)), Capsule(0.002, 0.003), Cylinder(0.0025, 0.002)]
     pad, obj = _random_scene(rng, 2, 2, shapes)
     im = TactileImager(cfg, 2, 2, pack_shapes(shapes), "cpu")
