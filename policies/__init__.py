@@ -5,4 +5,6 @@ LEARNERS: dict[str, tuple[str, str]] = {
     "sac": ("embodied.policies.sac:SAC", "embodied.policies.sac:SACCfg"),
     "ppo": ("embodied.policies.ppo:PPO", "embodied.policies.ppo:PPOCfg"),
     "srl": ("embodied.policies.srl:SRL", "embodied.policies.srl:SRLCfg"),
+    "aacd": ("embodied.policies.aacd:AACD", "embodied.policies.aacd:AACDCfg"),
+    "aac": ("embodied.policies.aacd:AAC", "embodied.policies.aacd:AACCfg"),
 }
