@@ -19,7 +19,10 @@ Keys: ``images_per_s.<n>`` (160x120), ``images_per_s_policy.<n>`` (the config's 
 resolution, 80x60), ``force_fields_per_s.<n>`` (20x25; velocity shear, TacSL's model) and
 ``force_fields_per_s_stick_slip.<n>``, for n in 1, 64, 1024; ``tacto_images_per_s`` (TACTO 0.0.3,
 pyrender on OSMesa, 160x120, a sphere pressed into its DIGIT gel: bench/tacto_peer.py in
-bench/.venv-tacto, made by scripts/setup_tacto.sh) and ``speedup_vs_tacto.<n>``. With a CUDA
+bench/.venv-tacto, made by scripts/setup_tacto.sh) and ``speedup_vs_tacto.<n>`` (and
+``speedup_vs_tacto_policy.<n>``): the ratio measured in alternating rounds, suite then TACTO, the
+median round kept, because the machine is shared and its load drifts within a run
+(``speedup_vs_tacto_unpaired`` divides the two separately measured rates). With a CUDA
 device also ``images_per_s.512`` and ``force_fields_per_s_10x10.32768`` beside TacSL's published
 1,631 images/s and 1,541,043 fields/s (one RTX 3090).
 """
@@ -142,12 +145,12 @@ def force_piece(num_envs: int, device: str, rows: int, cols: int, shear_model: s
             "mean_pad_normal_force_n": normal.mean().item(), **stamp()}  # fmt: skip
 
 
-def tacto_piece(frames: int) -> dict[str, Any]:
+def tacto_piece(frames: int, rounds: int = 3) -> dict[str, Any]:
     """Runs bench/tacto_peer.py in TACTO's own venv; raises when that venv is missing."""
     if not TACTO_PY.exists():
         raise FileNotFoundError(f"{TACTO_PY} is missing: create it with `bash scripts/setup_tacto.sh`")
     env = {**os.environ, "PYOPENGL_PLATFORM": "osmesa"}
-    cmd = [str(TACTO_PY), str(ROOT / "tacto_peer.py"), "--frames", str(frames),
+    cmd = [str(TACTO_PY), str(ROOT / "tacto_peer.py"), "--frames", str(frames), "--rounds", str(rounds),
            "--width", str(IMAGE_RES[1]), "--height", str(IMAGE_RES[0])]  # fmt: skip
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=1800)
     if proc.returncode != 0:
@@ -156,6 +159,38 @@ def tacto_piece(frames: int) -> dict[str, Any]:
     if not result["contact"] or result["indented_pixels_fraction"] <= 0:
         raise RuntimeError(f"TACTO peer rendered no indentation: {result}")
     return {**result, **stamp()}
+
+
+def paired_piece(envs: list[int], device: str, seconds: float, rounds: int, tacto_frames: int) -> dict[str, Any]:
+    """Speed-ups over TACTO measured in alternation: each round times the suite's images (sensor and
+    policy resolution, every env count) for ``seconds`` each, then TACTO for ``tacto_frames``; the
+    ratio is taken within a round and the median round kept. On a shared machine whose load
+    changes over a minute this is steadier than dividing rates measured a minute apart."""
+    benches = {}
+    for n in envs:
+        sensor = TactileSensor(TactileSensorCfg(sensor_resolution=IMAGE_RES), num_envs=n, num_sensors=SENSORS,
+                               shapes=[Sphere(RADIUS)], device=device)  # fmt: skip
+        scene = pinch_scene(n, device)
+        for res in ("sensor", "policy"):
+            benches[(res, n)] = (
+                lambda s=sensor, sc=scene, r=res: s.image(sc["pad"], sc["obj"], resolution=r),
+                n * SENSORS,
+            )
+    rows: list[dict[str, Any]] = []
+    for _ in range(rounds):
+        row = {
+            f"{res}.{n}": timed(fn, items, seconds, device, rounds=1)["per_s"]
+            for (res, n), (fn, items) in benches.items()
+        }
+        row["tacto"] = tacto_piece(tacto_frames, rounds=1)["tacto_images_per_s"]
+        rows.append(row)
+    ratios = {key: statistics.median(r[key] / r["tacto"] for r in rows) for key in rows[0] if key != "tacto"}
+    return {
+        "speedup_vs_tacto": {k.split(".")[1]: v for k, v in ratios.items() if k.startswith("sensor.")},
+        "speedup_vs_tacto_policy": {k.split(".")[1]: v for k, v in ratios.items() if k.startswith("policy.")},
+        "rounds": rows,
+        **stamp(),
+    }
 
 
 def run_piece(name: str, fn: Callable[[], dict[str, Any]], force: bool) -> dict[str, Any]:
@@ -212,6 +247,7 @@ def main() -> None:
     parser.add_argument("--force", action="store_true", help="re-run pieces that already have results")
     parser.add_argument("--seconds", type=float, default=3.0, help="timing window per measurement")
     parser.add_argument("--tacto-frames", type=int, default=100, help="frames TACTO renders in its timing")
+    parser.add_argument("--paired-rounds", type=int, default=5, help="alternating suite/TACTO rounds")
     parser.add_argument("--envs", default=",".join(map(str, ENV_SIZES)), help="comma-separated env counts")
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -256,7 +292,18 @@ def main() -> None:
         tacto = run_piece("tacto", lambda: tacto_piece(args.tacto_frames), args.force)
         report["tacto_images_per_s"] = tacto["tacto_images_per_s"]
         report["tacto"] = tacto
-        report["speedup_vs_tacto"] = {n: v / tacto["tacto_images_per_s"] for n, v in report["images_per_s"].items()}
+        # the headline ratio is measured in alternation (paired_piece); the plain quotient of the
+        # rates above, measured up to a minute apart, is kept beside it
+        report["speedup_vs_tacto_unpaired"] = {
+            n: v / tacto["tacto_images_per_s"] for n, v in report["images_per_s"].items()
+        }
+        paired = piece(
+            "tacto_paired",
+            lambda: paired_piece(envs, device, args.seconds / 3, args.paired_rounds, args.tacto_frames // 3),
+        )
+        report["speedup_vs_tacto"] = paired["speedup_vs_tacto"]
+        report["speedup_vs_tacto_policy"] = paired["speedup_vs_tacto_policy"]
+        report["tacto_paired_rounds"] = paired["rounds"]
     except FileNotFoundError as err:
         report["tacto_images_per_s"], report["speedup_vs_tacto"] = None, None
         report["tacto_note"] = str(err)
