@@ -21,3 +21,16 @@ register(
         " using tactile fingers; the socket's observed pose is noisy (+-5 mm)."
     ),
 )
+
+register(
+    "Tactile/PegPlace-v0",
+    vector_entry_point="embodied.tasks.tactile.peg_place:PegPlaceEnv",
+    cfg_entry_point="embodied.tasks.tactile.peg_place:peg_place_cfg",
+    max_episode_steps=150,
+    obs_kinds=_OBS_KINDS,
+    backends=("mujoco", "pybullet", "mujoco_warp"),
+    description=(
+        "Place a held peg into a hole whose position is known exactly, while the peg's pose in the hand"
+        " (+-7 mm, +-0.3 rad) is known only by touch."
+    ),
+)

@@ -45,7 +45,7 @@ override any of them, within :data:`PARAM_LIMITS`)
         tilt that large is rarely corrected within an episode, so the default is 0.1 rad
         (3 mm of the peg's bottom off the hand's axis); the supported range keeps +-0.63.
     ``grasp_height`` (+-3 mm): peg position along its axis in the grasp.
-    ``grasp_slide`` (0): peg offset along the pads' width (Tactile/PegPlace-v0 uses +-6 mm).
+    ``grasp_slide`` (0): peg offset along the pads' width (Tactile/PegPlace-v0 uses +-7 mm).
     ``socket_noise_x``, ``socket_noise_y`` (+-5 mm), ``socket_noise_z`` (+-2 mm): error of the
         socket position the policy observes (constant through an episode, as a pose estimate).
     ``gel_stiffness`` (3000-7000 N/m): the gel's contact stiffness per contact point. TacSL
