@@ -7,4 +7,5 @@ LEARNERS: dict[str, tuple[str, str]] = {
     "srl": ("embodied.policies.srl:SRL", "embodied.policies.srl:SRLCfg"),
     "aacd": ("embodied.policies.aacd:AACD", "embodied.policies.aacd:AACDCfg"),
     "aac": ("embodied.policies.aacd:AAC", "embodied.policies.aacd:AACCfg"),
+    "tbsac": ("embodied.policies.tbsac:TBSAC", "embodied.policies.tbsac:TBSACCfg"),
 }
