@@ -28,6 +28,7 @@ from embodied.sim2real.image_augment import (
 )
 from embodied.sim2real.randomize import DomainRandomization, RandomizeCfg
 from embodied.tasks.tactile.peg_insert import (
+    HELDOUT_PEGS,
     PARAM_LIMITS,
     PRIVILEGED_DIM,
     PRIVILEGED_LAYOUT,
@@ -93,9 +94,12 @@ def nominal_start_dr() -> PegDR:
 
 
 # ---------------------------------------------------------------------------------------- PegInsert
-@pytest.mark.parametrize("shape", ["round", "rect", "hex"])
-def test_scripted_insertion_succeeds_on_the_nominal_task(shape: str) -> None:
-    env = embodied.make(INSERT, num_envs=3, seed=0, peg_shape=shape, dr=nominal_start_dr())
+PEGS = {"round": {}, "rect": {"peg_shape": "rect"}, **HELDOUT_PEGS}
+
+
+@pytest.mark.parametrize("peg", list(PEGS))
+def test_scripted_insertion_succeeds_on_the_nominal_task(peg: str) -> None:
+    env = embodied.make(INSERT, num_envs=3, seed=0, dr=nominal_start_dr(), **PEGS[peg])
     success, taken, dist = run_scripted(env)
     assert success.all(), (success, taken)
     assert (taken <= 30).all() and (dist < 0.0045).all()

@@ -127,6 +127,15 @@ PARAM_LIMITS: dict[str, tuple[float, float, float]] = {
 """name -> (nominal, widest low, widest high) of every randomisable parameter (m, rad, N/m)."""
 GEL_PARAMS = {"gel_stiffness": "stiffness", "gel_damping_ratio": "damping_ratio", "gel_friction": "friction"}
 
+HELDOUT_PEGS: dict[str, dict[str, Any]] = {
+    "hex": {"peg_shape": "hex", "peg_size": 0.006},
+    "round_small": {"peg_shape": "round", "peg_size": 0.0045},
+    "round_large": {"peg_shape": "round", "peg_size": 0.0075},
+}
+"""Pegs to evaluate on and never train on, as config overrides:
+``embodied.make("Tactile/PegInsert-v0", **HELDOUT_PEGS["hex"])``. Training pegs: the default round
+one (6 mm radius) and ``peg_shape="rect"`` (12 x 16 mm)."""
+
 PEG_DROP = 0.007
 """Nominal peg centre below the pads' centre (m): the peg sticks out 17 mm below the fingertips."""
 NUM_KEYPOINTS = 4
