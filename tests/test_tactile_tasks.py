@@ -135,6 +135,16 @@ def test_keypoint_distance_and_success_of_placed_pegs() -> None:
     assert info["success"].tolist() == [True, False, True, tilted < 0.0045]
 
 
+def test_dropping_the_peg_ends_the_episode_only_when_asked() -> None:
+    for flag in (False, True):
+        env = embodied.make(INSERT, num_envs=2, seed=0, dr=nominal_dr(), obs_terms=("proprio",), terminate_on_drop=flag)
+        hand = env.rig.backend.hand_state()
+        far = torch.tensor([[0.1, 0.1, 0.03, 1.0, 0.0, 0.0, 0.0]])
+        env.rig.reset(torch.tensor([1]), hand[1:], far[:, None])  # env 1's peg lies away from the hand
+        _, _, terminated, _, info = env.step(torch.zeros(2, 6))
+        assert terminated.tolist() == [False, flag] and not info["success"].any()
+
+
 def test_observation_layout_and_selectable_terms() -> None:
     env = embodied.make(INSERT, num_envs=2, seed=0)
     obs, _ = env.reset(seed=0)

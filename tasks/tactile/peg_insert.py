@@ -8,9 +8,10 @@ Task
     the action ``a`` in [-1, 1]^6 moves the hand's target to its current pose plus
     ``(a[:3] * 1 cm, a[3:] * 0.05 rad)`` (x, y, z; rotations about x, y, z), held for one
     10 ms control period (5 physics steps of 2 ms: 100 Hz). Episodes last 150 steps (1.5 s;
-    TacSL uses 256 steps at 60 Hz, 4.3 s: ours is shorter to stay cheap on a CPU, and the hand
-    reaches the socket from any start in under 20 steps) and end early on success or when the peg
-    leaves the hand.
+    TacSL uses 256 steps at 60 Hz, 4.3 s: ours is shorter to stay cheap on a CPU, and a controller
+    that knows the true poses inserts in about 21 steps from any start) and end early on success (not when the
+    peg is dropped: with a negative per-step reward, ending there would pay the policy to drop it;
+    ``terminate_on_drop`` turns that on for evaluation).
 
 Observation (a dict; ``cfg.obs_terms`` picks the entries, the layout of each is fixed)
     ``proprio`` (N, 13) float32: :data:`PROPRIO_LAYOUT` - hand position minus the socket's
@@ -64,6 +65,12 @@ Success
     the hole, at least ~8 mm deep.
 
 Backends: ``mujoco`` (default), ``pybullet``, ``mujoco_warp`` (``embodied.make(..., backend=)``).
+Saving the env state (training checkpoints) needs ``mujoco``.
+
+Speed (MuJoCo, one CPU thread of the 2-core dev machine, random actions, env steps/s):
+num_envs 1: 187 with every entry, 304 without ``tactile_image``, 430 with only ``proprio`` and
+``privileged``; num_envs 64: 798, 4,861 and 4,959. The images (2 pads x 80 x 60 per env step)
+are the cost: leave them out (``obs_terms``) while a privileged teacher trains.
 """
 
 from __future__ import annotations
@@ -202,7 +209,8 @@ class PegCfg(TaskCfg):
     success_dist: float = SUCCESS_DIST
     """Mean keypoint distance (m) below which the peg counts as inserted."""
     terminate_on_success: bool = True
-    terminate_on_drop: bool = True
+    terminate_on_drop: bool = False
+    """End an episode when the peg leaves the hand; off by default (see the module docstring)."""
     sim_threads: int = 1
     """MuJoCo: threads stepping the envs (0: one per core, at most 8); results do not depend on it."""
     noslip_iterations: int = 0
