@@ -413,3 +413,23 @@ def test_task_augmentation_and_the_wrapper_change_only_tactile_images() -> None:
     assert torch.equal(info["final_obs"]["tactile_image"], obs["tactile_image"])
     with pytest.raises(ValueError, match="not observation entries"):
         ImageAugmentation(embodied.make(INSERT, num_envs=1, obs_terms=("proprio",)), full_augmentation())
+
+
+# ---------------------------------------------------------------------------------------- scenes
+def test_shipped_peg_scenes_match_their_generator_and_load() -> None:
+    import json
+
+    from embodied.sim.physics.tactile_scene import SCENES_DIR, load_scene
+    from embodied.tasks.tactile.scene import SHIPPED, peg_scene
+
+    for name, geometry in SHIPPED.items():
+        shipped = json.loads((SCENES_DIR / f"{name}.json").read_text(encoding="utf-8"))
+        assert shipped == json.loads(json.dumps(peg_scene(geometry, name=name))), (
+            f"{name}.json is stale: run python -m embodied.tasks.tactile.scene"
+        )
+        scene = load_scene(name)
+        assert scene.objects[0].name == "peg" and all(g.sensed for g in scene.objects[0].geoms)
+        assert not any(g.sensed for g in scene.objects[1].geoms)
+    env = embodied.make(INSERT, num_envs=1, seed=0, obs_terms=("proprio",))
+    shipped_round = load_scene("peg_insert_round")
+    assert dataclasses.replace(shipped_round, name=env.scene.name, description=env.scene.description) == env.scene

@@ -178,3 +178,28 @@ def peg_scene(g: PegGeometry, name: str = "peg_insert") -> dict[str, Any]:
         ],
         "floor": True,
     }
+
+
+SHIPPED: dict[str, PegGeometry] = {
+    "peg_insert_round": PegGeometry(shape="round"),
+    "peg_insert_rect": PegGeometry(shape="rect"),
+    "peg_insert_hex": PegGeometry(shape="hex"),
+}
+"""The task scenes at their default sizes, also shipped as JSON in ``assets/tactile_scenes/`` so any
+backend or tool loads them by name (``TactileRig("peg_insert_rect")``); the tasks build theirs here."""
+
+
+def write_scene_files(folder: str | None = None) -> list[str]:
+    """(Re)write the :data:`SHIPPED` scenes as JSON (``python -m embodied.tasks.tactile.scene``)."""
+    from pathlib import Path
+
+    out = []
+    for name, geometry in SHIPPED.items():
+        path = Path(folder or SCENES_DIR) / f"{name}.json"
+        path.write_text(json.dumps(peg_scene(geometry, name=name), indent=1) + "\n", encoding="utf-8")
+        out.append(str(path))
+    return out
+
+
+if __name__ == "__main__":
+    print("\n".join(write_scene_files()))
