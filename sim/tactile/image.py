@@ -68,8 +68,8 @@ wp.set_module_options({"max_unroll": 4})
 TILE = 8
 """Tile edge (pixels) of the contact culling."""
 NEWTON_ITERS = 16
-HIT_TOL = 2.0e-7  # m: a march point this close to the surface is on it
-LOOSE_TOL = 1.0e-5  # m: accepted after the last iteration (grazing rays on SDF grids)
+HIT_TOL = 5.0e-8  # m: a march point this close to the surface is on it (float32 poses: ~1e-8)
+LOOSE_TOL = 1.0e-5  # m: accepted after the last iteration, SDF grids only (grazing rays crawl)
 MARKER_RADIUS_FRACTION = 0.12
 """Marker dot radius as a fraction of the marker spacing (GelSight-like: ~0.4 mm at ~3 mm)."""
 MARKER_DARKNESS = 0.8
@@ -299,7 +299,7 @@ def _column_depth(
         if z >= z_top:
             return 0.0
         sd = shape_sdf(shapes, k, p0 + up * z)
-    if sd[0] <= LOOSE_TOL:
+    if not convex and sd[0] <= LOOSE_TOL:  # sphere tracing crawls along grazing rays
         return z_top - z
     return 0.0
 
