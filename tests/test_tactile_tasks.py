@@ -270,6 +270,14 @@ def test_sim2real_randomisation_overrides_the_tasks_own() -> None:
     assert env.params["gel_stiffness"].std() > 0  # the rest keeps the task's own draws
     with pytest.raises(ValueError, match="leaves the range"):
         DomainRandomization(env, RandomizeCfg(ranges={"gel_stiffness": (100.0, 5000.0)}))
+    # by hand: a value set before a reset is kept for that reset, then the task draws again
+    plain = embodied.make(INSERT, num_envs=2, seed=0, obs_terms=("privileged",))
+    assert plain.reset_hooks == []  # the task's own draw is part of its reset, not a hook
+    plain.set_params(torch.tensor([0]), {"grasp_rot": torch.tensor([0.3])})
+    plain.reset(env_ids=torch.tensor([0]))
+    assert plain.params["grasp_rot"][0] == pytest.approx(0.3)
+    plain.reset(env_ids=torch.tensor([0]))
+    assert abs(plain.params["grasp_rot"][0]) <= 0.1
 
 
 # ---------------------------------------------------------------------------------------- PegPlace

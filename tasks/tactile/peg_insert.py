@@ -264,7 +264,8 @@ class PegInsertEnv(BatchedEnv):
         self._dr_ranges = {k: tuple(v) for k, v in dataclasses.asdict(cfg.dr).items()}
         check_ranges(self._dr_ranges, self.randomizable_params(), self.task_id)
         self._dr_names = sorted(n for n, (lo, hi) in self._dr_ranges.items())
-        self.reset_hooks.append(self._draw_task_dr)  # first hook: an adapter's DR, added later, overrides it
+        self._external = {name: torch.zeros(self.num_envs, dtype=torch.bool, device=dev) for name in PARAM_LIMITS}
+        """Per parameter, the envs whose value :meth:`set_params` set since their last reset."""
         self.socket_pos = torch.tensor([0.0, 0.0, cfg.socket_height], device=dev)
         self.socket_obs = self.socket_pos.repeat(self.num_envs, 1)
         """(N, 3) the socket position the policy is told (true + this episode's noise)."""
@@ -298,7 +299,14 @@ class PegInsertEnv(BatchedEnv):
         return {n: RandomizedParam(n, nom, lo, hi) for n, (nom, lo, hi) in PARAM_LIMITS.items()}
 
     def set_params(self, env_ids: torch.Tensor, values: dict[str, torch.Tensor]) -> None:
+        """Set parameters of envs ``env_ids`` (name -> (k,)). Values set this way (by the sim-to-real
+        DomainRandomization hook, or by hand) win over the task's own draw at the next reset."""
         ids = torch.as_tensor(env_ids, device=self.device).long()
+        self._apply_params(ids, values)
+        for name in values:
+            self._external[name][ids] = True
+
+    def _apply_params(self, ids: torch.Tensor, values: dict[str, torch.Tensor]) -> None:
         gel: dict[str, torch.Tensor] = {}
         for name, value in values.items():
             if name not in PARAM_LIMITS:
@@ -311,14 +319,16 @@ class PegInsertEnv(BatchedEnv):
             self.rig.backend.set_gel(ids, **gel)
 
     def _draw_task_dr(self, env_ids: torch.Tensor) -> None:
-        """The task's own randomisation (``cfg.dr``), drawn per env in sorted name order."""
+        """The task's own randomisation (``cfg.dr``), drawn per env in sorted name order, except
+        where :meth:`set_params` has set a value since the env's last reset."""
         names = self._dr_names
         u = torch.rand((len(names), len(env_ids)), generator=self.generator, device=self.device)
-        values = {}
         for k, name in enumerate(names):
             lo, hi = self._dr_ranges[name]
-            values[name] = lo + u[k] * (hi - lo)
-        self.set_params(env_ids, values)
+            keep = ~self._external[name][env_ids]
+            if keep.any():
+                self._apply_params(env_ids[keep], {name: (lo + u[k] * (hi - lo))[keep]})
+            self._external[name][env_ids] = False
 
     # ------------------------------------------------------------------ BatchedEnv hooks
     def peg_in_hand(self, env_ids: torch.Tensor) -> torch.Tensor:
@@ -330,6 +340,7 @@ class PegInsertEnv(BatchedEnv):
         return torch.cat([pos, quat], -1)
 
     def _reset_envs(self, env_ids: torch.Tensor) -> None:
+        self._draw_task_dr(env_ids)
         c, p = self.cfg, {n: v[env_ids] for n, v in self.params.items()}
         k = len(env_ids)
         local = self.peg_in_hand(env_ids)
@@ -442,6 +453,7 @@ class PegInsertEnv(BatchedEnv):
         return {
             "physics": {k: torch.from_numpy(v) for k, v in b.sim.get_state().items()},  # type: ignore[attr-defined]
             "params": {k: v.clone() for k, v in self.params.items()},
+            "external": {k: v.clone() for k, v in self._external.items()},
             "socket_obs": self.socket_obs.clone(),
             "prev_action": self.prev_action.clone(),
             "augment": self.augmenter.state_dict(),
@@ -451,7 +463,8 @@ class PegInsertEnv(BatchedEnv):
         b = self.rig.backend
         if self.backend != "mujoco":
             raise NotImplementedError(f"{self.task_id}: loading a simulator state needs the mujoco backend")
-        self.set_params(self.all_env_ids, {k: torch.as_tensor(v) for k, v in state["params"].items()})
+        self._apply_params(self.all_env_ids, {k: torch.as_tensor(v) for k, v in state["params"].items()})
+        self._external = {k: torch.as_tensor(v).clone().to(self.device) for k, v in state["external"].items()}
         b.sim.set_state({k: torch.as_tensor(v).numpy() for k, v in state["physics"].items()})  # type: ignore[attr-defined]
         for i in range(self.num_envs):
             b.sim._gather(i)  # type: ignore[attr-defined]  # refresh the readouts of the restored state
