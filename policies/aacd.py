@@ -273,23 +273,27 @@ class AACD(PPO):
         self.teacher, self.value_net = self.actor, self.critic
         dev = self.device
 
-        tactile_space = spaces[cfg.image_key if cfg.tactile_input == "image" else cfg.force_field_key]
-        if cfg.tactile_input == "image":
-            fingers, channels, height, width = tactile_space.shape
-            self.tactile_shape = (fingers, channels, height, width)
-            self.tactile_dtype = torch.uint8
-            self.force_rms = None
-        else:
-            fingers, rows, cols, comps = tactile_space.shape
-            self.tactile_shape = (fingers, comps, rows, cols)
-            self.tactile_dtype = torch.float32
-            self.force_rms = RunningMeanStd((comps,), dev)
+        self.tactile_key = cfg.image_key if cfg.tactile_input == "image" else cfg.force_field_key
+        self.force_rms: RunningMeanStd | None = None
+        self.student: TactileActor | None = None
+        """None when the observation has no touch entry: a teacher-only run (a cheaper task config)."""
+        self.tactile_dtype = torch.uint8 if cfg.tactile_input == "image" else torch.float32
+        self.tactile_shape: tuple[int, ...] = ()
         proprio_dim = int(np.prod(spaces[cfg.proprio_key].shape))
-        act_dim = int(np.prod(action_space.shape))
-        self.student = TactileActor(self.tactile_shape, proprio_dim, act_dim, cfg).to(dev)
+        if self.tactile_key in spaces:
+            shape = spaces[self.tactile_key].shape
+            if cfg.tactile_input == "image":
+                self.tactile_shape = tuple(shape)  # (fingers, 3, H, W)
+            else:
+                fingers, rows, cols, comps = shape
+                self.tactile_shape = (fingers, comps, rows, cols)  # force components become channels
+                self.force_rms = RunningMeanStd((comps,), dev)
+            act_dim = int(np.prod(action_space.shape))
+            self.student = TactileActor(self.tactile_shape, proprio_dim, act_dim, cfg).to(dev)
         self.proprio_rms = RunningMeanStd((proprio_dim,), dev)
         self.stage = 1
-        self.memory = self.student.initial_memory(num_envs, dev)
+        memory_size = self.student.memory_size if self.student is not None else 0
+        self.memory = torch.zeros(num_envs, memory_size, device=dev)
         """The student's memory per training env."""
         self.reset_pending = torch.zeros(num_envs, dtype=torch.bool, device=dev)
         """Envs whose episode ended since the last ``act``: their memory clears at the next one."""
@@ -340,6 +344,12 @@ class AACD(PPO):
     def _enter_stage_2(self, from_teacher: bool) -> None:
         """A fresh student takes over; the critic keeps stage 1's weights (trained on or frozen)."""
         cfg = self.cfg
+        if self.student is None:
+            raise ValueError(
+                f"{type(self).__name__}: stage 2 needs the touch entry {self.tactile_key!r} in the observation, which "
+                f"has only {sorted(self.observation_space.spaces)}; keep it in the task's obs_terms (a teacher-only run "
+                "may drop it if total_steps <= teacher_steps)"
+            )
         self.stage = 2
         self._critic_frozen = from_teacher and cfg.critic_mode == "frozen"
         self.value_net.requires_grad_(not self._critic_frozen)
@@ -531,12 +541,13 @@ class AACD(PPO):
                 "stage": self.stage,
                 "teacher": self.teacher.state_dict(),
                 "critic": self.value_net.state_dict(),
-                "student": self.student.state_dict(),
                 "proprio_rms": self.proprio_rms.state_dict(),
                 "memory": self.memory.clone(),
                 "reset_pending": self.reset_pending.clone(),
             }
         )
+        if self.student is not None:
+            state["student"] = self.student.state_dict()
         if self.force_rms is not None:
             state["force_rms"] = self.force_rms.state_dict()
         if self.stage == 2:
@@ -548,7 +559,8 @@ class AACD(PPO):
             self._enter_stage_2(from_teacher=bool(self.cfg.teacher_checkpoint or self.cfg.teacher_steps))
         self.teacher.load_state_dict(state["teacher"])
         self.value_net.load_state_dict(state["critic"])
-        self.student.load_state_dict(state["student"])
+        if self.student is not None:
+            self.student.load_state_dict(state["student"])
         self.proprio_rms.load_state_dict(state["proprio_rms"])
         if self.force_rms is not None:
             self.force_rms.load_state_dict(state["force_rms"])
@@ -614,21 +626,20 @@ def _check_dict_space(space: gymnasium.Space, cfg: AACDCfg, learner: str) -> dic
     if not isinstance(space, gymnasium.spaces.Dict):
         raise TypeError(f"{learner} needs a Dict observation space (privileged state, proprio, touch), got {space!r}")
     tactile_key = cfg.image_key if cfg.tactile_input == "image" else cfg.force_field_key
-    needed = (*cfg.privileged_keys, cfg.proprio_key, tactile_key)
+    needed = (*cfg.privileged_keys, cfg.proprio_key)
     missing = [k for k in needed if k not in space.spaces]
     if missing:
         raise KeyError(
             f"{learner}: observation has no key(s) {missing}; it has {sorted(space.spaces)} "
             "(set privileged_keys / proprio_key / image_key / force_field_key)"
         )
-    boxes = {k: space.spaces[k] for k in needed}
-    expected_rank = {tactile_key: 5 if cfg.tactile_input == "image" else 4}
+    boxes = {k: space.spaces[k] for k in (*needed, tactile_key) if k in space.spaces}  # touch: stage 2 only
     for key, box in boxes.items():
         if not isinstance(box, gymnasium.spaces.Box):
             raise TypeError(f"{learner}: observation key {key!r} must be a Box, got {box!r}")
-        if key in expected_rank and len(box.shape) != expected_rank[key] - 1:
+        if key == tactile_key and len(box.shape) != 4:
             layout = "(fingers, 3, H, W) uint8" if cfg.tactile_input == "image" else "(fingers, rows, cols, 3)"
             raise ValueError(f"{learner}: observation key {key!r} has shape {box.shape}; expected {layout} per env")
-    if cfg.tactile_input == "image" and boxes[tactile_key].dtype != np.uint8:
+    if cfg.tactile_input == "image" and tactile_key in boxes and boxes[tactile_key].dtype != np.uint8:
         raise TypeError(f"{learner}: {tactile_key!r} must be uint8 images, got dtype {boxes[tactile_key].dtype}")
     return boxes
