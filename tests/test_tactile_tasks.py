@@ -260,6 +260,23 @@ def test_randomisation_lands_in_the_engine_within_range() -> None:
     assert torch.allclose(torch.atan2(-local_y, axis[:, 2]), env.params["grasp_rot"], atol=2e-3)
 
 
+@pytest.mark.parametrize("corner", [1, 2], ids=["low", "high"])
+def test_the_grasp_holds_at_the_corners_of_the_supported_ranges(corner: int) -> None:
+    """Every parameter at the low (or high) end of what the task supports, random actions: the peg stays."""
+    dr = {name: (limits[corner], limits[corner]) for name, limits in PARAM_LIMITS.items()}
+    env = embodied.make(INSERT, num_envs=8, seed=0, dr=dr, obs_terms=("privileged",))
+    obs, _ = env.reset(seed=0)
+    nominal = env.peg_in_hand(env.all_env_ids)[:, :3]
+    lost = 0
+    for _ in range(60):
+        obs, *_ = env.step(env.random_action())
+        assert torch.isfinite(obs["privileged"]).all()
+        lost += int(
+            ((_part(obs["privileged"], PRIVILEGED_LAYOUT, "peg_pos_in_hand") - nominal).norm(dim=-1) > 0.02).sum()
+        )
+    assert lost <= 0.02 * 8 * 60
+
+
 def test_sim2real_randomisation_overrides_the_tasks_own() -> None:
     env = embodied.make(INSERT, num_envs=3, seed=0, obs_terms=("privileged",))
     wrapped = DomainRandomization(env, RandomizeCfg(ranges={"gel_friction": (1.5, 1.5), "grasp_rot": (0.2, 0.2)}))

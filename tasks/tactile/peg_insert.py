@@ -53,7 +53,8 @@ override any of them, within :data:`PARAM_LIMITS`)
         randomises Isaac Gym's compliance in 150-350; on our scale nominal 250 <-> 5000 N/m, so
         150-350 <-> 3000-7000 N/m.
     ``gel_damping_ratio`` (0.2-1.0): the gel contact's damping (TacSL: 0-1; a ratio of 0 lets the
-        grasp ring, so the floor is 0.2).
+        grasp ring, so the floor is 0.2). Supported 0.1-1.0: above 1 with a stiff gel (10,000 N/m
+        and up) MuJoCo's contact throws the peg out of the grasp.
     ``gel_friction`` (0.7-1.3): friction coefficient of the gel.
     Image augmentation (``cfg.image_augment``, :mod:`embodied.sim2real.image_augment`): colour-
     channel swap per episode, colour jitter, random crop, sensor calibration shift; ranges in
@@ -128,7 +129,7 @@ PARAM_LIMITS: dict[str, tuple[float, float, float]] = {
     "socket_noise_y": (0.0, -0.02, 0.02),
     "socket_noise_z": (0.0, -0.01, 0.01),
     "gel_stiffness": (5000.0, 1000.0, 20000.0),
-    "gel_damping_ratio": (0.7, 0.0, 2.0),
+    "gel_damping_ratio": (0.7, 0.1, 1.0),
     "gel_friction": (1.0, 0.3, 2.0),
 }
 """name -> (nominal, widest low, widest high) of every randomisable parameter (m, rad, N/m)."""
