@@ -145,6 +145,17 @@ def test_dropping_the_peg_ends_the_episode_only_when_asked() -> None:
         assert terminated.tolist() == [False, flag] and not info["success"].any()
 
 
+def test_a_diverged_simulation_ends_the_episode_and_is_flagged() -> None:
+    env = embodied.make(INSERT, num_envs=2, seed=0, obs_terms=("proprio", "privileged"))
+    env.reset(seed=0)
+    env.rig.backend.sim.datas[1].qvel[3] = 1e12  # the wrist's roll: MuJoCo sees a huge acceleration
+    obs, _, terminated, _, info = env.step(torch.zeros(2, 6))
+    assert info["unstable"].tolist() == [False, True] and terminated.tolist() == [False, True]
+    assert not info["success"][1] and torch.isfinite(obs["privileged"]).all()
+    _, _, terminated, _, info = env.step(torch.zeros(2, 6))
+    assert not info["unstable"].any() and not terminated.any()  # reset, and the flag cleared
+
+
 def test_observation_layout_and_selectable_terms() -> None:
     env = embodied.make(INSERT, num_envs=2, seed=0)
     obs, _ = env.reset(seed=0)

@@ -277,6 +277,7 @@ class PegInsertEnv(BatchedEnv):
         self.augmenter = ImageAugmenter(cfg.image_augment, self.num_envs, dev)
         self._success = torch.zeros(self.num_envs, dtype=torch.bool, device=dev)
         self._kp_dist = torch.zeros(self.num_envs, device=dev)
+        self._unstable = torch.zeros(self.num_envs, dtype=torch.bool, device=dev)
         try:
             self.rig.backend.pad_contact_force()
             self._engine_forces = True
@@ -427,23 +428,48 @@ class PegInsertEnv(BatchedEnv):
         success = dist < c.success_dist
         pads = self.rig.backend.pad_pose()[..., :3].mean(1)
         dropped = (self.peg_pose()[:, :3] - pads).norm(dim=-1) > DROP_DIST
-        self._success, self._kp_dist = success, dist
+        unstable = self._blown_up()
+        self._success, self._kp_dist, self._unstable = success & ~unstable, dist, unstable
         terms = {
             "keypoint": -c.w_keypoint * dist / 0.01,
-            "success": c.w_success * success.float(),
+            "success": c.w_success * self._success.float(),
             "action": -c.w_action * action.square().sum(-1),
         }
-        terminated = (success & c.terminate_on_success) | (dropped & c.terminate_on_drop)
+        terminated = (success & c.terminate_on_success) | (dropped & c.terminate_on_drop) | unstable
         return terms, terminated
+
+    def _blown_up(self) -> torch.Tensor:
+        """(N,) bool: envs whose physics diverged this step. MuJoCo notices (a huge or non-finite
+        position, velocity or acceleration; seen rarely while training, at the wrist's roll) and puts the env back
+        at the model's default state; the episode is void from there, so it ends (terminated) and
+        ``info["unstable"]`` flags it. Other engines: a non-finite peg pose."""
+        bad = ~torch.isfinite(self.peg_pose()).all(-1)
+        datas = getattr(getattr(self.rig.backend, "sim", None), "datas", None)
+        if self.backend == "mujoco" and datas is not None:
+            import mujoco
+
+            kinds = [
+                mujoco.mjtWarning.mjWARN_BADQACC,
+                mujoco.mjtWarning.mjWARN_BADQVEL,
+                mujoco.mjtWarning.mjWARN_BADQPOS,
+            ]
+            flags = []
+            for data in datas:
+                flags.append(any(data.warning[k].number > 0 for k in kinds))
+                for k in kinds:
+                    data.warning[k].number = 0
+            bad |= torch.tensor(flags, device=self.device)
+        return bad
 
     def step(
         self, actions: torch.Tensor | np.ndarray
     ) -> tuple[Any, torch.Tensor, torch.Tensor, torch.Tensor, dict[str, Any]]:
-        """As :meth:`BatchedEnv.step`, plus ``info["success"]`` and ``info["keypoint_dist"]`` (of the
-        state the step ended in, before any autoreset)."""
+        """As :meth:`BatchedEnv.step`, plus ``info["success"]``, ``info["keypoint_dist"]`` (of the
+        state the step ended in, before any autoreset) and ``info["unstable"]`` (see :meth:`_blown_up`)."""
         obs, reward, terminated, truncated, info = super().step(actions)
         info["success"] = self._success.clone()
         info["keypoint_dist"] = self._kp_dist.clone()
+        info["unstable"] = self._unstable.clone()
         return obs, reward, terminated, truncated, info
 
     # ------------------------------------------------------------------ checkpoints and rendering
