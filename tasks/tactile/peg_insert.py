@@ -64,6 +64,8 @@ Success
     ``info["success"]`` (N,) bool: the mean keypoint distance is below 4.5 mm
     (``info["keypoint_dist"]`` holds it, m). With a 0.5 mm clearance that means the peg is in
     the hole, at least ~8 mm deep.
+    ``info["unstable"]`` (N,) bool: the physics diverged this step (rare; MuJoCo then resets the
+    env's state itself), so the episode ends there.
 
 Backends: ``mujoco`` (default), ``pybullet``, ``mujoco_warp`` (``embodied.make(..., backend=)``).
 Saving the env state (training checkpoints) needs ``mujoco``.
@@ -256,7 +258,6 @@ class PegInsertEnv(BatchedEnv):
         g = scene.gripper
         # Fingers squeeze with kp (half the peg's width - depth) = K depth: start at that depth.
         self._finger_kp = g.gains.finger[0]
-        self._max_opening = g.max_opening
         dev = self.device
         self.params = {
             name: torch.full((self.num_envs,), nom, device=dev) for name, (nom, _, _) in PARAM_LIMITS.items()

@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 
 from embodied.config import ConfigError
@@ -191,8 +192,6 @@ backend or tool loads them by name (``TactileRig("peg_insert_rect")``); the task
 
 def write_scene_files(folder: str | None = None) -> list[str]:
     """(Re)write the :data:`SHIPPED` scenes as JSON (``python -m embodied.tasks.tactile.scene``)."""
-    from pathlib import Path
-
     out = []
     for name, geometry in SHIPPED.items():
         path = Path(folder or SCENES_DIR) / f"{name}.json"
