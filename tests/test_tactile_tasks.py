@@ -16,6 +16,7 @@ import torch
 
 import embodied
 from embodied.config import ConfigError
+from embodied.sim.check import check_batched_env
 from embodied.sim.physics.tactile_backend import quat_rotate
 from embodied.sim2real.image_augment import (
     ImageAugmentation,
@@ -447,6 +448,8 @@ def test_task_augmentation_and_the_wrapper_change_only_tactile_images() -> None:
     obs, _, _, _, info = wrapped.step(torch.zeros(2, 6))
     assert torch.equal(wrapped.augmenter.state["perm"], perm)  # per episode, not per step
     assert torch.equal(info["final_obs"]["tactile_image"], obs["tactile_image"])
+    # with augmentation on, the task still meets the whole batched contract (partial resets, state)
+    check_batched_env(embodied.make(INSERT, num_envs=2, seed=0, image_augment=dataclasses.asdict(full_augmentation())))
     with pytest.raises(ValueError, match="not observation entries"):
         ImageAugmentation(embodied.make(INSERT, num_envs=1, obs_terms=("proprio",)), full_augmentation())
 

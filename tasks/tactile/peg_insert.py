@@ -90,6 +90,7 @@ from embodied.sim.env import BatchedEnv, RandomizedParam, TaskCfg
 from embodied.sim.physics.tactile_backend import euler_xyz_to_quat, quat_mul, quat_rotate
 from embodied.sim.physics.tactile_rig import TactileRig, sensor_cfg_for
 from embodied.sim.physics.tactile_scene import load_scene
+from embodied.sim2real._common import derived_seed
 from embodied.sim2real.image_augment import ImageAugmentCfg, ImageAugmenter
 from embodied.sim2real.randomize import check_ranges
 from embodied.tasks.tactile.scene import PegGeometry, pad_centre_z, peg_scene
@@ -276,6 +277,10 @@ class PegInsertEnv(BatchedEnv):
         self._kp_local = torch.stack([torch.zeros_like(z), torch.zeros_like(z), z], -1)  # (K, 3)
         self._kp_target = self._kp_local + torch.tensor([0.0, 0.0, cfg.peg_half_length], device=dev)
         self.augmenter = ImageAugmenter(cfg.image_augment, self.num_envs, dev)
+        # Its own stream (seeded from the env's), so drawing e.g. random actions from the env's
+        # generator never changes the images' augmentation, and vice versa.
+        self.aug_generator = torch.Generator(device=dev)
+        self.aug_generator.manual_seed(derived_seed(int(self.generator.initial_seed()), "image_augment"))
         self._success = torch.zeros(self.num_envs, dtype=torch.bool, device=dev)
         self._kp_dist = torch.zeros(self.num_envs, device=dev)
         self._unstable = torch.zeros(self.num_envs, dtype=torch.bool, device=dev)
@@ -362,7 +367,7 @@ class PegInsertEnv(BatchedEnv):
         noise = torch.stack([p["socket_noise_x"], p["socket_noise_y"], p["socket_noise_z"]], -1)
         self.socket_obs[env_ids] = self.socket_pos + noise
         self.prev_action[env_ids] = 0.0
-        self.augmenter.reset(env_ids, self.generator)
+        self.augmenter.reset(env_ids, self.aug_generator)
 
     def _apply_action(self, action: torch.Tensor) -> None:
         c = self.cfg
@@ -372,7 +377,7 @@ class PegInsertEnv(BatchedEnv):
         target[:, 3:6] += action[:, 3:6] * c.rot_action_scale
         target[:, 6] = 0.0  # keep squeezing
         self.rig.backend.step(target)
-        self.augmenter.new_step(self.generator)
+        self.augmenter.new_step(self.aug_generator)
 
     def peg_pose(self) -> torch.Tensor:
         """(N, 7) the peg's body pose (centre, wxyz)."""
@@ -462,6 +467,18 @@ class PegInsertEnv(BatchedEnv):
             bad |= torch.tensor(flags, device=self.device)
         return bad
 
+    def reset(
+        self,
+        *,
+        seed: int | None = None,
+        options: dict[str, Any] | None = None,
+        env_ids: torch.Tensor | None = None,
+    ) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        """As :meth:`BatchedEnv.reset`; ``seed`` also reseeds the image augmentation's stream."""
+        if seed is not None:
+            self.aug_generator.manual_seed(derived_seed(seed, "image_augment"))
+        return super().reset(seed=seed, options=options, env_ids=env_ids)  # type: ignore[return-value]
+
     def step(
         self, actions: torch.Tensor | np.ndarray
     ) -> tuple[Any, torch.Tensor, torch.Tensor, torch.Tensor, dict[str, Any]]:
@@ -485,6 +502,7 @@ class PegInsertEnv(BatchedEnv):
             "socket_obs": self.socket_obs.clone(),
             "prev_action": self.prev_action.clone(),
             "augment": self.augmenter.state_dict(),
+            "aug_generator": self.aug_generator.get_state(),
         }
 
     def _load_sim_state(self, state: dict[str, Any]) -> None:
@@ -500,6 +518,7 @@ class PegInsertEnv(BatchedEnv):
         self.socket_obs = torch.as_tensor(state["socket_obs"]).clone().to(self.device)
         self.prev_action = torch.as_tensor(state["prev_action"]).clone().to(self.device)
         self.augmenter.load_state_dict(state["augment"])
+        self.aug_generator.set_state(state["aug_generator"])
 
     def _render_env(self, env_id: int, width: int, height: int) -> np.ndarray:
         b = self.rig.backend
