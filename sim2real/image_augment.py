@@ -26,9 +26,9 @@ ranges the tactile tasks document; ``ImageAugmentCfg()`` is all off.
 
 :class:`ImageAugmenter` holds the per-env parameters (the tactile tasks use it inside ``step``,
 drawing from a generator of their own seeded by ``reset(seed=...)``, so augmented rollouts stay
-seeded); :class:`ImageAugmentation`
-is the same as a :class:`~embodied.sim.env.BatchedWrapper` for any task with image entries in a
-dict observation, with its own generator so it never changes the task's random stream.
+seeded); :class:`ImageAugmentation` is the same as a :class:`~embodied.sim.env.BatchedWrapper`
+for any task with image entries in a dict observation, with its own generator so it never
+changes the task's random stream.
 """
 
 from __future__ import annotations
