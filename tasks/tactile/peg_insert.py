@@ -202,6 +202,8 @@ class PegCfg(TaskCfg):
     """Depth of the hole (m)."""
     dr: PegDR = field(default_factory=PegDR)
     image_augment: ImageAugmentCfg = field(default_factory=ImageAugmentCfg)
+    """Augmentation of ``tactile_image`` (off; ``full_augmentation()`` gives the documented ranges).
+    Its ``keys`` field is the wrapper's; the task augments ``tactile_image`` only."""
     obs_terms: tuple[str, ...] = OBS_TERMS
     """Observation entries to compute; drop the tactile ones when only a privileged teacher trains."""
     image_size: tuple[int, int] = (60, 80)
