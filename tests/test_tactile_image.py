@@ -141,7 +141,7 @@ def _random_scene(rng: np.random.Generator, n: int, s: int, shapes: list) -> tup
         ("gelsight_r15", None, "policy", 5, 0),
         ("digit", 0.04, "policy", 5, 1),
         ("gelsight_mini", None, "sensor", 5, 2),
-        ("gelsight_r15", None, "sensor", 19, 3),  # a blur wider than the 8-pixel tiles
+        ("gelsight_r15", None, "policy", 19, 3),  # a blur wider than the 8-pixel tiles
     ],
 )
 def test_warp_matches_the_numpy_reference_on_random_scenes(
