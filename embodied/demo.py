@@ -17,6 +17,7 @@ from embodied.assets import asset_path
 DEMOS: list[tuple[str, str]] = [
     ("Control/Pendulum-v0", "control_pendulum_sac.pt"),
     ("Control/InvertedPendulum-v0", "control_inverted_pendulum_ppo.pt"),
+    ("Beam/OrbitCorrection-CM1-v0", "beam_cm1_tbsac.pt"),
 ]
 
 
