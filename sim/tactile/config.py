@@ -147,9 +147,21 @@ class TactileSensorCfg:
         return self.sensor_resolution or PROFILES[self.profile].resolution
 
     @property
+    def image_field_of_view(self) -> tuple[float, float]:
+        """(width, length) in metres of gel the camera sees: the native resolution times
+        ``pixel_size`` when that is set, else the profile's native image (so a coarser
+        ``sensor_resolution`` samples the same gel more coarsely instead of cropping it)."""
+        if self.pixel_size is not None:
+            h, w = self.image_resolution
+            return w * self.pixel_size, h * self.pixel_size
+        native = PROFILES[self.profile]
+        h, w = native.resolution
+        return w * native.pixel_size, h * native.pixel_size
+
+    @property
     def image_pixel_size(self) -> float:
-        """Native pixel size (m): ``pixel_size`` or the profile's."""
-        return self.pixel_size or PROFILES[self.profile].pixel_size
+        """Width (m) of one native pixel on the gel, along x: field of view / columns."""
+        return self.image_field_of_view[0] / self.image_resolution[1]
 
     @property
     def taxel_pitch(self) -> tuple[float, float]:

@@ -119,14 +119,8 @@ def _default_sigma(ksize: int) -> float:
 
 
 def field_of_view(cfg: TactileSensorCfg) -> tuple[float, float]:
-    """(width, length) in metres of gel the camera sees: the profile's native image, or the
-    configured resolution times ``cfg.pixel_size`` when that is set."""
-    native = PROFILES[cfg.profile]
-    if cfg.pixel_size is not None:
-        h, w = cfg.image_resolution
-        return w * cfg.pixel_size, h * cfg.pixel_size
-    h, w = native.resolution
-    return w * native.pixel_size, h * native.pixel_size
+    """(width, length) in metres of gel the camera sees (:attr:`TactileSensorCfg.image_field_of_view`)."""
+    return cfg.image_field_of_view
 
 
 def image_geometry(cfg: TactileSensorCfg, resolution: Resolution | tuple[int, int] = "sensor") -> ImageGeometry:
