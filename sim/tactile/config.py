@@ -84,7 +84,8 @@ class TactileSensorCfg:
     sensor_resolution: tuple[int, int] | None = None
     """Native image (H, W) in pixels; None = the profile's (see :attr:`image_resolution`)."""
     policy_resolution: tuple[int, int] = (60, 80)
-    """Image (H, W) handed to policies."""
+    """Image (H, W) handed to policies, covering the same field of view as the native image.
+    The default is landscape; DIGIT's gel is portrait, so use (80, 60) with it for square pixels."""
     pixel_size: float | None = None
     """Size of one native pixel on the gel (m); None = the profile's."""
     blur_kernel: int = 5
