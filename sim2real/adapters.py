@@ -6,7 +6,7 @@ and the CLI switch them on by override (``adapters.noise.std=0.01``,
 
 Order, innermost (next to the physics) to outermost (next to the policy)::
 
-    task -> randomize -> safety -> latency -> rate -> noise -> policy
+    task -> randomize -> safety -> latency -> rate -> noise -> image_augment -> policy
 
 - **randomize** only installs a reset hook; it touches neither actions nor observations, so it
   sits innermost, with the physics it changes.
@@ -19,6 +19,8 @@ Order, innermost (next to the physics) to outermost (next to the policy)::
 - **noise** is outermost: it perturbs exactly what the policy sees, once per decision, and
   the ``info["final_obs"]`` a learner stores; inside rate it would draw (and "hold"
   dropout would hold) readings of primitive steps nobody observes.
+- **image_augment** (colour swap and jitter, crop, calibration shift of image entries) also
+  changes only what the policy sees; it sits with noise, outermost.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from embodied.sim.env import BatchedEnv
+from embodied.sim2real.image_augment import ImageAugmentation, ImageAugmentCfg
 from embodied.sim2real.latency import ActionLatency, LatencyCfg
 from embodied.sim2real.noise import NoiseCfg, ObservationNoise
 from embodied.sim2real.randomize import DomainRandomization, RandomizeCfg
@@ -45,6 +48,8 @@ class AdaptersCfg:
     """Primitive steps per policy decision."""
     noise: NoiseCfg | None = None
     """Observation noise, bias and dropout."""
+    image_augment: ImageAugmentCfg | None = None
+    """Augmentation of image observation entries (tasks with dict observations)."""
 
 
 def wrap(env: BatchedEnv, cfg: AdaptersCfg) -> BatchedEnv:
@@ -59,4 +64,6 @@ def wrap(env: BatchedEnv, cfg: AdaptersCfg) -> BatchedEnv:
         env = DecisionRate(env, cfg.rate)
     if cfg.noise is not None:
         env = ObservationNoise(env, cfg.noise)
+    if cfg.image_augment is not None:
+        env = ImageAugmentation(env, cfg.image_augment)
     return env

@@ -232,7 +232,7 @@ class ImageAugmentation(BatchedWrapper):
     :class:`~embodied.sim2real.noise.ObservationNoise` does. Draws come from the wrapper's own
     generator, reseeded by ``reset(seed=...)``."""
 
-    def __init__(self, env: BatchedEnv, cfg: ImageAugmentCfg, seed: int = 0) -> None:
+    def __init__(self, env: BatchedEnv, cfg: ImageAugmentCfg, seed: int | None = None) -> None:
         super().__init__(env)
         space = env.single_observation_space
         missing = [k for k in cfg.keys if not hasattr(space, "spaces") or k not in space.spaces]
@@ -241,6 +241,8 @@ class ImageAugmentation(BatchedWrapper):
         self.cfg = cfg
         self.augmenter = ImageAugmenter(cfg, env.num_envs, env.device)
         self.aug_generator = torch.Generator(device=env.device)
+        if seed is None:  # as ObservationNoise: seeded from the env until reset(seed=...)
+            seed = int(env.unwrapped.generator.initial_seed())
         self.aug_generator.manual_seed(derived_seed(seed, "image_augment"))
 
     def _apply(self, obs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -42,10 +42,12 @@ from embodied.sim2real import (
     run_policy,
     wrap,
 )
+from embodied.sim2real.image_augment import full_augmentation
 
 TASKS = [
     "Control/Pendulum-v0",  # torch, never terminates (short episodes force truncations)
     "Control/InvertedPendulum-v0",  # MuJoCo, terminates as soon as the pole falls
+    "Beam/OrbitCorrection-CM1-v0",  # cheetah, terminates on success, machine errors as DR parameters
 ]
 task_ids = pytest.mark.parametrize("task_id", TASKS, ids=TASKS)
 
@@ -499,21 +501,26 @@ def test_safety_wrapper_never_passes_an_unsafe_action_to_the_physics(rows, safe_
 @task_ids
 def test_safety_replaces_nan_and_reports_every_clip(task_id):
     env = ActionSafety(make(task_id, num_envs=3), SafetyCfg(max_delta=0.5, safe_action="hold"))
+    dim = env.single_action_space.shape[0]
+
+    def rows(*values):  # one value per env, the same in every action component
+        return torch.tensor(values, dtype=torch.float32)[:, None].expand(-1, dim)
+
     env.reset(seed=0)
     high = float(env.unwrapped.action_high[0])
-    _, _, _, _, info = env.step(torch.tensor([[0.3], [10.0], [-0.2]]))
-    assert torch.allclose(info["safety"]["applied"], torch.tensor([[0.3], [0.5], [-0.2]]))
-    assert info["safety"]["rate_limited"].tolist() == [[False], [True], [False]]
-    assert info["safety"]["bound_clipped"].tolist() == [[False], [True], [False]]
-    _, _, _, _, info = env.step(torch.tensor([[float("nan")], [float("inf")], [-high]]))
+    _, _, _, _, info = env.step(rows(0.3, 10.0, -0.2))
+    assert torch.allclose(info["safety"]["applied"], rows(0.3, 0.5, -0.2))
+    assert info["safety"]["rate_limited"].tolist() == [[False] * dim, [True] * dim, [False] * dim]
+    assert info["safety"]["bound_clipped"].tolist() == [[False] * dim, [True] * dim, [False] * dim]
+    _, _, _, _, info = env.step(rows(float("nan"), float("inf"), -high))
     assert info["safety"]["nonfinite"].tolist() == [True, True, False]
-    assert torch.allclose(info["safety"]["applied"], torch.tensor([[0.3], [0.5], [-0.7]]))
-    assert info["safety"]["num_rate_limited"].tolist() == [0, 0, 1]
-    assert env.totals() == {"nonfinite": 2, "bound_clipped": 1, "rate_limited": 2}
+    assert torch.allclose(info["safety"]["applied"], rows(0.3, 0.5, -0.7))
+    assert info["safety"]["num_rate_limited"].tolist() == [0, 0, dim]
+    assert env.totals() == {"nonfinite": 2, "bound_clipped": dim, "rate_limited": 2 * dim}
     zero = ActionSafety(make(task_id, num_envs=1), SafetyCfg(safe_action="zero"))
     zero.reset(seed=0)
-    zero.step(torch.tensor([[1.0]]))
-    assert zero.step(torch.tensor([[float("nan")]]))[4]["safety"]["applied"].item() == 0.0
+    zero.step(rows(1.0)[:1])
+    assert (zero.step(rows(float("nan"))[:1])[4]["safety"]["applied"] == 0.0).all()
 
 
 def test_safety_counts_add_up_over_a_decision():
@@ -756,6 +763,20 @@ def test_wrap_applies_adapters_in_the_documented_order():
     assert description["adapter_cfgs"]["latency"] == {"steps": 2, "initial_action": "hold"}
     json.dumps(description)
     assert wrapped.unwrapped is env
+
+
+def test_image_augmentation_is_the_outermost_adapter_and_seeded():
+    cfg = AdaptersCfg(noise=NoiseCfg(std=0.01), image_augment=full_augmentation())
+    plain = embodied.make("Tactile/PegInsert-v0", num_envs=2, seed=0)
+    runs = []
+    for _ in range(2):
+        env = wrap(embodied.make("Tactile/PegInsert-v0", num_envs=2, seed=0), cfg)
+        assert env.describe()["adapters"][-1] == "ImageAugmentation"
+        runs.append(env.reset(seed=5)[0]["tactile_image"])
+    reference = plain.reset(seed=5)[0]["tactile_image"]
+    assert torch.equal(runs[0], runs[1]), "augmentation follows the reset seed"
+    assert not torch.equal(runs[0], reference)
+    assert runs[0].shape == reference.shape and runs[0].dtype == torch.uint8
 
 
 def test_adapters_cfg_takes_overrides():
