@@ -188,7 +188,13 @@ def machine() -> dict[str, Any]:
                 break
     except OSError:
         pass
-    return {"cpu": model, "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads()}
+    # The machine is shared: the load at measurement time says how far timings are from an idle machine's.
+    return {
+        "cpu": model,
+        "cpus": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "load_avg_1min": os.getloadavg()[0],
+    }
 
 
 def code_state() -> dict[str, Any]:

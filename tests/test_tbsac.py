@@ -87,16 +87,16 @@ def test_early_stopping_keeps_the_best_validation_and_survives_a_checkpoint():
 def test_tbsac_learns_cm1_in_a_short_cpu_run_and_ships_its_best_validated_policy(tmp_path):
     overrides = {
         "hidden_sizes": (64, 64),
-        "learning_starts": 300,
-        "batch_size": 128,
-        "validate_every": 600,
+        "learning_starts": 200,
+        "batch_size": 64,
+        "validate_every": 400,
         "validation_episodes": 8,
         "policy_lr": 1e-3,
         "q_lr": 1e-3,
         "alpha_lr": 1e-3,
     }
     cfg = TrainCfg(
-        total_steps=2400,
+        total_steps=1200,
         seed=1,
         run_dir=str(tmp_path / "run"),
         checkpoint_every=0,
@@ -119,6 +119,6 @@ def test_tbsac_learns_cm1_in_a_short_cpu_run_and_ships_its_best_validated_policy
             {"trained": [a["success_rate"], a["return_mean"]], "untrained": [b["success_rate"], b["return_mean"]]}
         )
     )
-    # An untrained actor acts near zero, which already beats random steps: beating it is the stronger test.
+    # The same network untrained (measured: about -190; -99 after 2400 steps with batch 128).
     assert a["return_mean"] > b["return_mean"] + 20.0
     assert a["success_rate"] >= b["success_rate"]
