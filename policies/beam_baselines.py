@@ -310,6 +310,7 @@ class RFQCoordinateSearch:
         solenoid_step_A: float = 2.5,
         tikhonov: float = 0.1,
         min_gain: float = 0.005,
+        solenoids_first: bool = False,
     ) -> None:
         self.env = env.unwrapped
         self.min_gain = float(min_gain)
@@ -321,6 +322,9 @@ class RFQCoordinateSearch:
             )
         self.nc, self.ns = self.env.nc, self.env.ns
         self.n_knobs = self.nc + self.ns
+        knobs = list(range(self.nc, self.n_knobs)) + list(range(self.nc)) if solenoids_first else range(self.n_knobs)
+        self.order = torch.tensor(list(knobs), device=self.env.device)
+        """The search visits the knobs in this order (solenoids first: matching matters most)."""
         self.centring_steps = int(centring_steps)
         self.centred_mm = float(centred_mm)
         self.centring_now = torch.ones(self.env.num_envs, dtype=torch.bool, device=self.env.device)
@@ -368,7 +372,7 @@ class RFQCoordinateSearch:
         search = ~centring
         self.best = torch.where(start, t, self.best)
         unit = torch.zeros(n, self.n_knobs, device=e.device)
-        unit[rows, self.knob] = 1.0
+        unit[rows, self.order[self.knob]] = 1.0
         step = (self.step * unit).sum(1, keepdim=True) * unit
         gained = t > self.best + self.min_gain
         st = self.state
@@ -387,7 +391,7 @@ class RFQCoordinateSearch:
         move = torch.where(to_minus[:, None], -2.0 * step, 0.0) + torch.where(back[:, None], step, 0.0)
         self.knob = next_knob
         unit = torch.zeros(n, self.n_knobs, device=e.device)
-        unit[rows, self.knob] = 1.0
+        unit[rows, self.order[self.knob]] = 1.0
         trial = (self.step * unit).sum(1, keepdim=True) * unit
         move = move + torch.where(advance[:, None], trial, 0.0)
         self.state = torch.where(to_minus, 2, torch.where(advance, 1, st))
