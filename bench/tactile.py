@@ -22,7 +22,9 @@ pyrender on OSMesa, 160x120, a sphere pressed into its DIGIT gel: bench/tacto_pe
 bench/.venv-tacto, made by scripts/setup_tacto.sh) and ``speedup_vs_tacto.<n>`` (and
 ``speedup_vs_tacto_policy.<n>``): the ratio measured in alternating rounds, suite then TACTO, the
 median round kept, because the machine is shared and its load drifts within a run
-(``speedup_vs_tacto_unpaired`` divides the two separately measured rates). With a CUDA
+(``speedup_vs_tacto_unpaired`` divides the two separately measured rates). ``*_per_cpu_s`` and
+``speedup_vs_tacto_cpu_time`` count process CPU time instead of the wall clock (TACTO's includes
+its renderer's threads): the work per image, steadier when other jobs share the cores. With a CUDA
 device also ``images_per_s.512`` and ``force_fields_per_s_10x10.32768`` beside TacSL's published
 1,631 images/s and 1,541,043 fields/s (one RTX 3090).
 """
@@ -92,20 +94,24 @@ def sync(device: str) -> None:
 def timed(fn: Callable[[], Any], items_per_call: int, seconds: float, device: str, rounds: int = 3) -> dict[str, Any]:
     """Items per second of ``fn``: two warm-up calls, then ``rounds`` windows of ``seconds / rounds``
     (at least one call each); the median window is kept, so a load spike on the shared machine
-    during one window does not decide the figure."""
+    during one window does not decide the figure. ``per_cpu_s`` counts the process's CPU time
+    (all its threads) instead of the wall clock: the work done, much less sensitive to other jobs
+    taking turns on the cores (on CUDA it counts only the host's share)."""
     for _ in range(2):
         fn()
     sync(device)
-    rates, calls_total = [], 0
+    rates, cpu_rates, calls_total = [], [], 0
     for _ in range(rounds):
-        calls, t0 = 0, time.perf_counter()
+        calls, t0, c0 = 0, time.perf_counter(), time.process_time()
         while calls < 1 or time.perf_counter() - t0 < seconds / rounds:
             fn()
             sync(device)  # only on CUDA: the rate must include finishing the work
             calls += 1
         rates.append(calls * items_per_call / (time.perf_counter() - t0))
+        cpu_rates.append(calls * items_per_call / max(time.process_time() - c0, 1e-9))
         calls_total += calls
-    return {"per_s": statistics.median(rates), "rounds": rates, "calls": calls_total, "items_per_call": items_per_call}
+    return {"per_s": statistics.median(rates), "per_cpu_s": statistics.median(cpu_rates), "rounds": rates,
+            "cpu_rounds": cpu_rates, "calls": calls_total, "items_per_call": items_per_call}  # fmt: skip
 
 
 def stamp() -> dict[str, Any]:
@@ -263,19 +269,24 @@ def main() -> None:
     report: dict[str, Any] = {"device": device if dev == "cpu" else f"{device} ({torch.cuda.get_device_name(device)})"}
     report["images_per_s"], report["images_per_s_policy"] = {}, {}
     report["force_fields_per_s"], report["force_fields_per_s_stick_slip"] = {}, {}
+    cpu: dict[str, dict[str, float]] = {"images": {}, "images_policy": {}, "force_fields": {}}
     for n in envs:
-        report["images_per_s"][str(n)] = piece(
-            f"images_{n}", lambda n=n: image_piece(n, device, "sensor", args.seconds)
-        )["per_s"]
-        report["images_per_s_policy"][str(n)] = piece(
-            f"policy_images_{n}", lambda n=n: image_piece(n, device, "policy", args.seconds)
-        )["per_s"]
-        report["force_fields_per_s"][str(n)] = piece(
-            f"force_20x25_{n}", lambda n=n: force_piece(n, device, 20, 25, "velocity", args.seconds)
-        )["per_s"]
-        report["force_fields_per_s_stick_slip"][str(n)] = piece(
+        images = piece(f"images_{n}", lambda n=n: image_piece(n, device, "sensor", args.seconds))
+        policy = piece(f"policy_images_{n}", lambda n=n: image_piece(n, device, "policy", args.seconds))
+        forces = piece(f"force_20x25_{n}", lambda n=n: force_piece(n, device, 20, 25, "velocity", args.seconds))
+        stick = piece(
             f"force_20x25_stick_slip_{n}", lambda n=n: force_piece(n, device, 20, 25, "stick_slip", args.seconds)
-        )["per_s"]
+        )
+        report["images_per_s"][str(n)] = images["per_s"]
+        report["images_per_s_policy"][str(n)] = policy["per_s"]
+        report["force_fields_per_s"][str(n)] = forces["per_s"]
+        report["force_fields_per_s_stick_slip"][str(n)] = stick["per_s"]
+        for key, result in (("images", images), ("images_policy", policy), ("force_fields", forces)):
+            if "per_cpu_s" in result:  # pieces written before CPU time was recorded lack it
+                cpu[key][str(n)] = result["per_cpu_s"]
+    report["images_per_cpu_s"] = cpu["images"]
+    report["images_per_cpu_s_policy"] = cpu["images_policy"]
+    report["force_fields_per_cpu_s"] = cpu["force_fields"]
     if dev == "cuda":  # TacSL's published comparison points
         report["images_per_s"]["512"] = piece("images_512", lambda: image_piece(512, device, "sensor", args.seconds))[
             "per_s"
@@ -304,6 +315,13 @@ def main() -> None:
         report["speedup_vs_tacto"] = paired["speedup_vs_tacto"]
         report["speedup_vs_tacto_policy"] = paired["speedup_vs_tacto_policy"]
         report["tacto_paired_rounds"] = paired["rounds"]
+        # per CPU-second on both sides (TACTO's count includes llvmpipe's threads): the work each
+        # image costs, steadier than wall-clock rates while other jobs share the cores
+        if tacto.get("tacto_images_per_cpu_s"):
+            report["tacto_images_per_cpu_s"] = tacto["tacto_images_per_cpu_s"]
+            report["speedup_vs_tacto_cpu_time"] = {
+                n: v / tacto["tacto_images_per_cpu_s"] for n, v in report["images_per_cpu_s"].items()
+            }
     except FileNotFoundError as err:
         report["tacto_images_per_s"], report["speedup_vs_tacto"] = None, None
         report["tacto_note"] = str(err)

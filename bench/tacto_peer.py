@@ -108,17 +108,19 @@ def main() -> None:
     max_depth_mm = float(depths[0].max() * 1e3)
 
     # ``--rounds`` windows of frames / rounds each; the median window is kept (the machine is shared).
-    render_rates, loop_rates = [], []
+    render_rates, loop_rates, cpu_rates = [], [], []
     per_round = max(args.frames // args.rounds, 1)
     for _ in range(args.rounds):
-        render_s = 0.0
+        render_s = render_cpu = 0.0
         t_loop = time.perf_counter()
         for _ in range(per_round):
             physics()
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             colors, depths = sensor.render()
             render_s += time.perf_counter() - t0
+            render_cpu += time.process_time() - c0  # all threads of this process (llvmpipe's too)
         render_rates.append(per_round / render_s)
+        cpu_rates.append(per_round / max(render_cpu, 1e-9))
         loop_rates.append(per_round / (time.perf_counter() - t_loop))
     p.disconnect(cid)
 
@@ -134,6 +136,7 @@ def main() -> None:
         json.dumps(
             {
                 "tacto_images_per_s": statistics.median(render_rates),
+                "tacto_images_per_cpu_s": statistics.median(cpu_rates),
                 "loop_images_per_s": statistics.median(loop_rates),
                 "rounds": render_rates,
                 "frames": per_round * args.rounds,
