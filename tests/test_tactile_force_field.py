@@ -362,6 +362,10 @@ def test_image_delegates_to_the_imager() -> None:
     img = sensor.image(pad, obj, resolution="policy")
     assert img.shape == (2, 2, *cfg.policy_resolution, 3) and img.dtype == torch.uint8
     assert not torch.equal(img[0, 0], img[1, 0])  # the pressed gel looks different
+    out = torch.zeros_like(img)
+    assert sensor.image(pad, obj, resolution="policy", out=out) is out and torch.equal(out, img)
+    with pytest.raises(ValueError, match="out"):
+        sensor.image(pad, obj, resolution="sensor", out=out)  # wrong shape for this resolution
 
 
 def test_plane_on_a_domed_pad_reads_the_dome_height() -> None:
