@@ -26,8 +26,8 @@ bench/results/tactile_learning.json: ``success.<method>`` and ``success_heldout.
 over the seeds that have a piece), ``..._per_seed``, ``budget_env_steps.<method>``, ``seeds``.
 
 CPU budget (the default settings): each piece is sized to finish in under 8 minutes on one
-core of a 2-core machine shared with other jobs (teacher 200k env steps at ~700 steps/s;
-students 48k env steps at ~130 steps/s with images), so the full 3-seed table is about
+core of a 2-core machine shared with other jobs (teacher 200k env steps at ~500 steps/s;
+students 120k env steps at ~280 steps/s with images), so the full 3-seed table is about
 1.5 hours of one core. The students' budget is two orders of magnitude below TacSL's GPU runs.
 """
 
@@ -75,6 +75,7 @@ STUDENT_NET: dict[str, Any] = {
     "head_sizes": [64],
     "num_steps": 64,
     "update_epochs": 4,
+    "learning_rate": 1e-3,
     "sequence_minibatches": 4,
 }
 
@@ -194,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--methods", default=",".join(METHODS), help=f"comma-separated subset of {METHODS}")
     parser.add_argument("--seeds", default="1,2,3", help="comma-separated seeds")
     parser.add_argument("--teacher-steps", type=int, default=200_000)
-    parser.add_argument("--student-steps", type=int, default=48_000)
+    parser.add_argument("--student-steps", type=int, default=120_000)
     parser.add_argument("--num-envs", type=int, default=16)
     parser.add_argument("--eval-episodes", type=int, default=32)
     parser.add_argument("--checkpoint-every", type=int, default=16_384, help="a killed piece resumes from here")
