@@ -17,6 +17,8 @@ import gymnasium
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from embodied.policies import LEARNERS
 from embodied.policies.aacd import AAC, AACD, AACCfg, AACDCfg, spatial_soft_argmax
@@ -208,6 +210,20 @@ def test_soft_argmax_matches_a_numpy_expectation():
     np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12)
     # A uniform map sits at the centre.
     assert torch.allclose(spatial_soft_argmax(torch.zeros(1, 2, 6, 8)), torch.zeros(1, 2, 2), atol=1e-7)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.integers(1, 9),
+    st.integers(1, 9),
+    st.floats(1e-3, 1e3),
+    st.floats(-1e4, 1e4, allow_nan=False),
+    st.integers(0, 2**31),
+)
+def test_soft_argmax_stays_inside_the_image_for_any_map(h, w, temperature, scale, seed):
+    maps = scale * torch.randn(2, 3, h, w, generator=torch.Generator().manual_seed(seed))
+    xy = spatial_soft_argmax(maps, temperature)
+    assert xy.shape == (2, 3, 2) and torch.isfinite(xy).all() and xy.abs().max() <= 1.0 + 1e-6
 
 
 # ---------------------------------------------------------------------------- the recurrent student
@@ -419,6 +435,7 @@ def test_cli_trains_both_stages(tmp_path, capsys):
         "algo.sequence_minibatches=2",
         "algo.num_minibatches=4",
         "algo.rnn=gru",
+        "algo.image_pool=2",
         "algo.conv_channels=[4]",
         "algo.conv_kernels=[3]",
         "algo.conv_strides=[2]",
