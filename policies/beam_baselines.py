@@ -293,9 +293,11 @@ class RFQCoordinateSearch:
     """RFQ tuning as operators do it: centre the beam on the BPMs, then a greedy search on the read transmission.
 
     Phase 1 (until the BPMs read within ``centred_mm`` rms, at most ``centring_steps`` evaluations):
-    steer the BPM readings to zero with the calibrated model's steerer response (Tikhonov inverse). Phase 2: for each knob in turn try ``+step``,
-    keep it if the read transmission rose, else try ``-step`` from the best point, else go back
-    and move on; after a full sweep without a gain the steps halve. Each try is one evaluation.
+    steer the BPM readings to zero with the calibrated model's steerer response (Tikhonov inverse).
+    Phase 2, a pattern search on the read transmission: on each knob in turn try ``+step``; while
+    the transmission rises by more than ``min_gain`` keep going that way; if the first try fails,
+    try ``-step`` instead; at the first failure go back to the best point and move to the next
+    knob. After a full sweep without a gain the steps halve. Each try is one evaluation.
     """
 
     name = "coordinate"
@@ -341,7 +343,10 @@ class RFQCoordinateSearch:
         self.phase = torch.zeros(n, dtype=torch.long, device=dev)
         self.knob = torch.zeros(n, dtype=torch.long, device=dev)
         self.state = torch.zeros(n, dtype=torch.long, device=dev)
-        """0: try +step next; 1: +step was tried; 2: -step was tried."""
+        """0: searching has not started; 1: a try on ``knob`` awaits its reading."""
+        self.direction = torch.ones(n, device=dev)
+        self.reversed = torch.zeros(n, dtype=torch.bool, device=dev)
+        self.gained_here = torch.zeros(n, dtype=torch.bool, device=dev)
         self.best = torch.zeros(n, device=dev)
         self.improved = torch.zeros(n, dtype=torch.bool, device=dev)
         self.limits = torch.cat([self.env.machine.corrector_limits, self.env.machine.solenoid_limits])
@@ -352,6 +357,9 @@ class RFQCoordinateSearch:
         self.centring_now[d] = True
         self.knob[d] = 0
         self.state[d] = 0
+        self.direction[d] = 1.0
+        self.reversed[d] = False
+        self.gained_here[d] = False
         self.improved[d] = False
         self.step[d] = self.base_step
 
@@ -371,31 +379,38 @@ class RFQCoordinateSearch:
         delta[:, : self.nc] = torch.where(centring[:, None], -(bpm @ self.centring.T), 0.0)
         search = ~centring
         self.best = torch.where(start, t, self.best)
-        unit = torch.zeros(n, self.n_knobs, device=e.device)
-        unit[rows, self.order[self.knob]] = 1.0
-        step = (self.step * unit).sum(1, keepdim=True) * unit
+
+        def along(knob: torch.Tensor) -> torch.Tensor:  # (n, n_knobs): each env's step on its knob
+            unit = torch.zeros(n, self.n_knobs, device=e.device)
+            unit[rows, self.order[knob]] = 1.0
+            return self.step * unit
+
+        step = along(self.knob)
+        d = self.direction[:, None]
         gained = t > self.best + self.min_gain
-        st = self.state
-        # state 1 (+step tried): keep if better, else jump to -step; state 2 (-step tried): keep or go back.
-        keep = search & (st > 0) & gained
-        to_minus = search & (st == 1) & ~gained
-        back = search & (st == 2) & ~gained
+        tried = search & (self.state == 1)
+        keep = tried & gained  # better: keep it and go on along the same line
+        reverse = tried & ~gained & ~self.gained_here & ~self.reversed  # the first try failed: the other way
+        give_up = tried & ~gained & ~reverse  # back to the best point, next knob
         self.best = torch.where(keep, t, self.best)
         self.improved |= keep
-        advance = keep | back | (search & (st == 0))
-        next_knob = torch.where(keep | back, (self.knob + 1) % self.n_knobs, self.knob)
-        wrapped = (keep | back) & (next_knob == 0)
+        self.gained_here |= keep
+        move = torch.where(keep[:, None], d * step, 0.0)
+        move = move + torch.where(reverse[:, None], -2.0 * d * step, 0.0)
+        move = move + torch.where(give_up[:, None], -d * step, 0.0)
+        self.direction = torch.where(reverse, -self.direction, self.direction)
+        self.reversed |= reverse
+        next_knob = torch.where(give_up, (self.knob + 1) % self.n_knobs, self.knob)
+        wrapped = give_up & (next_knob == 0)
         self.step = torch.where((wrapped & ~self.improved)[:, None], self.step * 0.5, self.step)
         self.improved &= ~wrapped
-        # The move for this step: back to the best point where needed, then the next trial (+step on the next knob).
-        move = torch.where(to_minus[:, None], -2.0 * step, 0.0) + torch.where(back[:, None], step, 0.0)
+        fresh = give_up | (search & (self.state == 0))  # a new knob: try +step on it
         self.knob = next_knob
-        unit = torch.zeros(n, self.n_knobs, device=e.device)
-        unit[rows, self.order[self.knob]] = 1.0
-        trial = (self.step * unit).sum(1, keepdim=True) * unit
-        move = move + torch.where(advance[:, None], trial, 0.0)
-        self.state = torch.where(to_minus, 2, torch.where(advance, 1, st))
-        self.state = torch.where(search, self.state, 0)
+        self.direction = torch.where(fresh, 1.0, self.direction)
+        self.reversed &= ~fresh
+        self.gained_here &= ~fresh
+        move = move + torch.where(fresh[:, None], along(self.knob), 0.0)
+        self.state = torch.where(search, 1, 0)
         delta = torch.where(search[:, None], move, delta)
         self.phase += 1
         action = torch.nan_to_num(delta / self.env_step, nan=0.0)
