@@ -16,10 +16,21 @@ episodes from it. A learner holds no task code.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Any
+from typing import Any, NamedTuple
 
 import gymnasium
 import torch
+
+
+class ValidationPlan(NamedTuple):
+    """When and how the training loop validates a learner (early stopping, see ``Learner.validation``)."""
+
+    every: int
+    """Env steps between validations."""
+    episodes: int
+    """Episodes per validation (one env each)."""
+    seed: int
+    """Seed of the held-out validation env, the same at every validation."""
 
 
 class Learner(ABC):
@@ -83,6 +94,16 @@ class Learner(ABC):
         steps (a recurrent or sequence policy) clears those envs' memory here.
         """
         return None  # memoryless learners have nothing to clear
+
+    def validation(self) -> ValidationPlan | None:
+        """Early stopping: when this returns a plan, the loop evaluates the deterministic policy
+        on a held-out env every ``plan.every`` steps and calls :meth:`on_validation`."""
+        return None
+
+    def on_validation(self, summary: dict[str, Any], step: int) -> bool:
+        """Hear a validation's ``evaluate`` summary; True when it is the best so far (the loop
+        then saves the policy as ``best_policy.pt``)."""
+        return False
 
     @classmethod
     def required_adapters(cls, cfg: Any) -> dict[str, Any]:

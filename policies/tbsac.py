@@ -33,6 +33,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from embodied.policies.base import ValidationPlan
 from embodied.policies.nets import EnsembleQ, TanhGaussianActor, flat_box_dim
 from embodied.policies.sac import SAC, SACCfg, make_adam
 
@@ -181,12 +182,12 @@ class TBSAC(SAC):
         self._q_target_params = list(self.qf_target.parameters())
 
     # ------------------------------------------------------------------ early stopping
-    def validation(self) -> tuple[int, int, int] | None:
+    def validation(self) -> ValidationPlan | None:
         """(every env steps, episodes, seed) for the training loop's validation hook, or None."""
         cfg = self.cfg
         if cfg.validate_every <= 0 or cfg.validation_episodes <= 0:
             return None
-        return cfg.validate_every, cfg.validation_episodes, cfg.validation_seed
+        return ValidationPlan(cfg.validate_every, cfg.validation_episodes, cfg.validation_seed)
 
     def on_validation(self, summary: dict[str, Any], step: int) -> bool:
         """Keep the actor if this validation is the best so far; True when it is (the loop then saves it)."""

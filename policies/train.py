@@ -28,7 +28,7 @@ import torch
 
 from embodied.config import apply_overrides, to_dict
 from embodied.policies import LEARNERS
-from embodied.policies.base import Learner
+from embodied.policies.base import Learner, ValidationPlan
 from embodied.policies.checkpoint import load_checkpoint, rng_state, save_checkpoint, seed_everything, set_rng_state
 from embodied.sim.env import BatchedEnv
 from embodied.tasks import registry
@@ -192,16 +192,16 @@ def train(
             },
         )
 
-    # Optional learner hook (early stopping): ``learner.validation()`` -> (every env steps, episodes, seed) or
-    # None; every that many steps the deterministic policy is evaluated on a fixed held-out env and
-    # ``learner.on_validation(summary, step)`` says whether it is the best so far, which goes to best_policy.pt.
-    validation = learner.validation() if callable(getattr(learner, "validation", None)) else None
+    # Early stopping (Learner.validation): every plan.every steps the deterministic policy plays a
+    # fixed held-out env; the best validation so far, by the learner's judgement, goes to best_policy.pt.
+    plan = learner.validation()
+    validation = ValidationPlan(*plan) if plan is not None else None
 
     def validate() -> None:
         assert validation is not None
-        summary = evaluate(run.task_id, learner, validation[1], seed=validation[2], device=cfg.device,
-                           num_envs=validation[1], task_overrides=run.task_overrides, adapters=run.adapters)
-        if learner.on_validation(summary, global_step):  # type: ignore[attr-defined]
+        summary = evaluate(run.task_id, learner, validation.episodes, seed=validation.seed, device=cfg.device,
+                           num_envs=validation.episodes, task_overrides=run.task_overrides, adapters=run.adapters)
+        if learner.on_validation(summary, global_step):
             save_checkpoint(run_dir / "best_policy.pt", {
                 "task_id": run.task_id, "algo": run.algo, "run": dataclasses.asdict(run), "policy_only": True,
                 "learner": learner.policy_state_dict(), "global_step": global_step,
@@ -209,8 +209,8 @@ def train(
         if writer is not None:
             writer.add_scalar("charts/validation_return", summary["return_mean"], global_step)
 
-    validated = global_step // validation[0] if validation is not None else 0
-    # Validations fall on multiples of validation[0] steps, the same ones after a resume.
+    validated = global_step // validation.every if validation is not None else 0
+    # Validations fall on multiples of validation.every steps, the same ones after a resume.
     writer = _summary_writer(run_dir) if cfg.tensorboard else None
     bar = _progress_bar(cfg, start_step)
     stop = _StopSignals()
@@ -244,8 +244,8 @@ def train(
                     bar.set_postfix(ret=f"{mean_ret:.1f}", sps=f"{sps:.0f}")
                     bar.update(global_step - last_log)
                 last_log = global_step
-            if validation is not None and global_step // validation[0] > validated:
-                validated = global_step // validation[0]
+            if validation is not None and global_step // validation.every > validated:
+                validated = global_step // validation.every
                 validate()
             if cfg.checkpoint_every and global_step - last_ckpt >= cfg.checkpoint_every:
                 checkpoint()
