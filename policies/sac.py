@@ -110,16 +110,7 @@ class SAC(Learner):
         self.log_alpha = torch.tensor(float(cfg.alpha), device=dev).log().requires_grad_(cfg.autotune)
         self.alpha = self.log_alpha.detach().exp()
         self.target_entropy = float(cfg.target_entropy) if cfg.target_entropy is not None else -float(act_dim)
-        # The actor and log(alpha) losses share no parameters: one backward and one optimiser
-        # step (two parameter groups) serve both.
-        actor_groups = [(list(self.actor.parameters()), cfg.policy_lr)]
-        if cfg.autotune:
-            actor_groups.append(([self.log_alpha], cfg.alpha_lr))
-        self.q_opt = make_adam([(list(self.qf.parameters()), cfg.q_lr)], cfg.fused_optimizer)
-        self.actor_opt = make_adam(actor_groups, cfg.fused_optimizer)
-        self._q_params = list(self.qf.parameters())
-        self._actor_params = [p for params, _ in actor_groups for p in params]
-        self._q_target_params = list(self.qf_target.parameters())
+        self._build_optimizers()
 
         self.buffer = ReplayBuffer(cfg.buffer_size, obs_dim, act_dim, dev)
         self.num_transitions = 0
@@ -132,6 +123,21 @@ class SAC(Learner):
         """Set by ``load_policy_state_dict``: act with the loaded actor, never randomly."""
 
     # ------------------------------------------------------------------ acting and storing
+    def _build_optimizers(self) -> None:
+        """Adam for the critics, and one for the actor and log(alpha); subclasses that replace
+        ``actor``/``qf``/``qf_target`` call this again."""
+        cfg = self.cfg
+        # The actor and log(alpha) losses share no parameters: one backward and one optimiser
+        # step (two parameter groups) serve both.
+        actor_groups = [(list(self.actor.parameters()), cfg.policy_lr)]
+        if cfg.autotune:
+            actor_groups.append(([self.log_alpha], cfg.alpha_lr))
+        self.q_opt = make_adam([(list(self.qf.parameters()), cfg.q_lr)], cfg.fused_optimizer)
+        self.actor_opt = make_adam(actor_groups, cfg.fused_optimizer)
+        self._q_params = list(self.qf.parameters())
+        self._actor_params = [p for params, _ in actor_groups for p in params]
+        self._q_target_params = list(self.qf_target.parameters())
+
     def act(self, obs: torch.Tensor, deterministic: bool = False) -> torch.Tensor:
         """Actions (num_envs, act_dim) in env units: uniform random before ``learning_starts``, else the actor's."""
         if not deterministic and self.num_transitions < self.cfg.learning_starts and not self._policy_loaded:

@@ -35,7 +35,7 @@ from torch.nn import functional as F
 
 from embodied.policies.base import ValidationPlan
 from embodied.policies.nets import EnsembleQ, TanhGaussianActor, flat_box_dim
-from embodied.policies.sac import SAC, SACCfg, make_adam
+from embodied.policies.sac import SAC, SACCfg
 
 TREND_ROWS = 3
 """``dS(t-1), dS(t), S(t)``."""
@@ -172,14 +172,7 @@ class TBSAC(SAC):
         self.actor = TrendActor(encoder(), self.act_dim, cfg.hidden_sizes).to(dev)
         self.qf = TrendQ(encoder(), self.act_dim, cfg.hidden_sizes).to(dev)
         self.qf_target = copy.deepcopy(self.qf).requires_grad_(False)
-        actor_groups = [(list(self.actor.parameters()), cfg.policy_lr)]
-        if cfg.autotune:
-            actor_groups.append(([self.log_alpha], cfg.alpha_lr))
-        self.q_opt = make_adam([(list(self.qf.parameters()), cfg.q_lr)], cfg.fused_optimizer)
-        self.actor_opt = make_adam(actor_groups, cfg.fused_optimizer)
-        self._q_params = list(self.qf.parameters())
-        self._actor_params = [p for params, _ in actor_groups for p in params]
-        self._q_target_params = list(self.qf_target.parameters())
+        self._build_optimizers()
 
     # ------------------------------------------------------------------ early stopping
     def validation(self) -> ValidationPlan | None:
