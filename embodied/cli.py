@@ -160,7 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num-envs", type=int, help="parallel envs (default: the learner's)")
     p.add_argument("--seed", type=int, help="random seed (default 1)")
     p.add_argument("--device", help="cpu or cuda[:N] (default cpu)")
-    p.add_argument("--total-steps", type=int, help="env steps to train for (default 100000)")
+    p.add_argument("--total-steps", type=int, help="env steps to train for (default: the learner's, 100000 for most)")
     p.add_argument("--run-dir", help="output folder (default runs/<task>__<algo>__<seed>__<time>)")
     p.add_argument("--resume", help="continue the run in this folder (or checkpoint file) exactly where it stopped;"
                    " its settings come from the checkpoint (--total-steps may extend it)")

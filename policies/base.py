@@ -38,6 +38,7 @@ class Learner(ABC):
 
     name: str = ""
     default_num_envs: int = 1
+    default_total_steps: int = 100_000
 
     def __init__(
         self,

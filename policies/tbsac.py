@@ -143,6 +143,7 @@ class TBSAC(SAC):
 
     name = "tbsac"
     default_num_envs = 1
+    default_total_steps = 10_000  # the paper's ~10k-step checkpoint transferred best; validation picks within it
 
     def __init__(
         self,

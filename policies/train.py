@@ -40,9 +40,10 @@ log = logging.getLogger(__name__)
 class TrainCfg:
     """How long and where to train; the task's and the learner's own settings live in their configs."""
 
-    total_steps: int = 100_000
+    total_steps: int = 0
     """Primitive environment steps to train for, summed over all envs (a decision that plays k
-    primitive steps counts k), so methods with different decision rates get the same budget."""
+    primitive steps counts k), so methods with different decision rates get the same budget.
+    0 takes the learner's default (100k; TBSAC 10k, its paper's early-stopped budget)."""
     num_envs: int = 0
     """Parallel envs; 0 takes the learner's default (SAC 1, PPO 16)."""
     seed: int = 1
@@ -152,8 +153,8 @@ def train(
         registry.spec(task_id)  # unknown ids fail before anything is built
         learner_cls, cfg_cls = learner_classes(algo)
         learner_cfg = apply_overrides(cfg_cls(), dict(learner_overrides or {}))
-        num_envs = cfg.num_envs or learner_cls.default_num_envs
-        cfg = dataclasses.replace(cfg, num_envs=num_envs)
+        cfg = dataclasses.replace(cfg, num_envs=cfg.num_envs or learner_cls.default_num_envs,
+                                  total_steps=cfg.total_steps or learner_cls.default_total_steps)
         run_dir = Path(cfg.run_dir) if cfg.run_dir else _default_run_dir(task_id, algo, cfg.seed)
         # Store resolved configs, not the overrides: the run keeps its settings if defaults change later.
         task_cfg = to_dict(registry.load_cfg(task_id, **dict(task_overrides or {})))
