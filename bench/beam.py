@@ -44,9 +44,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -55,6 +52,7 @@ from typing import Any
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import torch  # noqa: E402
+from pieces import code_state, machine, run_piece  # noqa: E402  (bench/pieces.py, next to this script)
 
 import embodied  # noqa: E402
 from embodied.assets import asset_path  # noqa: E402
@@ -197,47 +195,6 @@ def stamp() -> dict[str, Any]:
     return {"when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "machine": machine(), **code_state()}
 
 
-def machine() -> dict[str, Any]:
-    model = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    # The machine is shared: the load at measurement time says how far timings are from an idle machine's.
-    return {
-        "cpu": model,
-        "cpus": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "load_avg_1min": os.getloadavg()[0],
-    }
-
-
-def code_state() -> dict[str, Any]:
-    try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=ROOT.parent, capture_output=True, text=True, timeout=30
-        ).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        commit = ""
-    return {"commit": commit or None}
-
-
-def run_piece(name: str, fn: Callable[[], dict[str, Any]], force: bool) -> dict[str, Any]:
-    path = RESULTS / f"{name}.json"
-    if path.exists() and not force:
-        return json.loads(path.read_text())
-    result = fn()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(result, indent=2))
-    tmp.replace(path)
-    print(f"# {name}: {json.dumps(result)}", file=sys.stderr, flush=True)
-    return result
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--force", action="store_true", help="re-run pieces that already have results")
@@ -264,7 +221,7 @@ def main() -> None:
         path = RESULTS / f"{name}.json"
         if not run:
             return json.loads(path.read_text()) if path.exists() else None
-        return run_piece(name, fn, args.force)
+        return run_piece(RESULTS, name, fn, args.force)
 
     for cm in CMS:
         task_id = f"Beam/OrbitCorrection-{cm}-Twin-v0"

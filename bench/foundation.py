@@ -33,6 +33,7 @@ import gymnasium  # noqa: E402
 import mujoco  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from pieces import run_piece  # noqa: E402  (bench/pieces.py, next to this script)
 
 import embodied  # noqa: E402
 from embodied.policies.train import TrainCfg, evaluate, train  # noqa: E402
@@ -146,19 +147,6 @@ def learner_piece(algo: str, impl: str, seed: int, workdir: Path) -> dict[str, f
     return {"task": task, "steps": steps, "seconds": seconds, "steps_per_s": steps / seconds, "return": summary["return_mean"]}
 
 
-def run_piece(name: str, fn, force: bool) -> dict:
-    path = RESULTS / f"{name}.json"
-    if path.exists() and not force:
-        return json.loads(path.read_text())
-    result = fn()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(result, indent=2))
-    tmp.replace(path)
-    print(f"# {name}: {json.dumps(result)}", flush=True)
-    return result
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", choices=["env", "learners"], help="run one half")
@@ -171,7 +159,7 @@ def main() -> None:
     report: dict[str, Any] = {"machine": {"cpus": os.cpu_count(), "torch": torch.__version__, "mujoco": mujoco.__version__}}
     if args.only in (None, "env"):
         report["env"] = {
-            str(n): run_piece(f"env_{n}", lambda n=n: env_piece(n, args.seconds), args.force) for n in ENV_SIZES
+            str(n): run_piece(RESULTS, f"env_{n}", lambda n=n: env_piece(n, args.seconds), args.force) for n in ENV_SIZES
         }
         for row in report["env"].values():
             row["suite_over_bare"] = row["suite"] / row["bare_mujoco"]
@@ -183,7 +171,7 @@ def main() -> None:
             for seed in range(1, args.seeds + 1):
                 for impl in ("suite", "sb3"):
                     workdir = RESULTS / "runs" / f"{algo}_{impl}_{seed}"
-                    runs[impl].append(run_piece(f"{algo}_{impl}_{seed}", lambda a=algo, i=impl, s=seed, w=workdir: learner_piece(a, i, s, w), args.force))
+                    runs[impl].append(run_piece(RESULTS, f"{algo}_{impl}_{seed}", lambda a=algo, i=impl, s=seed, w=workdir: learner_piece(a, i, s, w), args.force))
             report["learners"][algo] = {
                 "task": runs["suite"][0]["task"],
                 "steps": runs["suite"][0]["steps"],

@@ -37,7 +37,6 @@ import os
 import platform
 import statistics
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -50,6 +49,8 @@ import torch  # noqa: E402
 import warp as wp  # noqa: E402
 
 wp.config.quiet = True
+
+from pieces import code_state, machine, run_piece  # noqa: E402  (bench/pieces.py, next to this script)
 
 from embodied.sim.tactile import Sphere, TactileSensorCfg  # noqa: E402
 from embodied.sim.tactile.sensor import TactileSensor  # noqa: E402
@@ -202,52 +203,7 @@ def paired_piece(envs: list[int], device: str, seconds: float, rounds: int, tact
     }
 
 
-def run_piece(name: str, fn: Callable[[], dict[str, Any]], force: bool) -> dict[str, Any]:
-    path = RESULTS / f"{name}.json"
-    if path.exists() and not force:
-        return json.loads(path.read_text())
-    result = fn()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(result, indent=2))
-    tmp.replace(path)
-    print(f"# {name}: {json.dumps(result)}", file=sys.stderr, flush=True)
-    return result
-
-
 # ---------------------------------------------------------------------------------------------
-
-
-def machine(device: str) -> dict[str, Any]:
-    model = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    info: dict[str, Any] = {"cpu": model, "cpus": os.cpu_count(), "warp_cpu_threads": 1, "torch_threads": 1}
-    if device.startswith("cuda"):
-        info["gpu"] = torch.cuda.get_device_name(torch.device(device))
-    return info
-
-
-def code_state() -> dict[str, Any]:
-    """The commit measured, and whether the tactile sources differed from it (uncommitted edits)."""
-
-    def git(*cmd: str) -> str | None:
-        try:
-            return subprocess.run(["git", *cmd], cwd=ROOT.parent, capture_output=True, text=True, timeout=30).stdout
-        except (OSError, subprocess.SubprocessError):
-            return None
-
-    commit = git("rev-parse", "HEAD")
-    dirty = git("status", "--porcelain", "--", "sim/tactile", "assets/tactile")
-    return {
-        "commit": commit.strip() if commit else None,
-        "tactile_sources_modified": bool(dirty) if dirty is not None else None,
-    }
 
 
 def main() -> None:
@@ -267,7 +223,7 @@ def main() -> None:
     envs = [int(n) for n in args.envs.split(",")]
 
     def piece(name: str, fn: Callable[[], dict[str, Any]]) -> dict[str, Any]:
-        return run_piece(f"{dev}_{name}", fn, args.force)
+        return run_piece(RESULTS, f"{dev}_{name}", fn, args.force)
 
     report: dict[str, Any] = {"device": device if dev == "cpu" else f"{device} ({torch.cuda.get_device_name(device)})"}
     report["images_per_s"], report["images_per_s_policy"] = {}, {}
@@ -303,7 +259,7 @@ def main() -> None:
 
     # TACTO runs on the CPU whatever --device says; its piece is shared by CPU and CUDA reports.
     try:
-        tacto = run_piece("tacto", lambda: tacto_piece(args.tacto_frames), args.force)
+        tacto = run_piece(RESULTS, "tacto", lambda: tacto_piece(args.tacto_frames), args.force)
         report["tacto_images_per_s"] = tacto["tacto_images_per_s"]
         report["tacto"] = tacto
         # the headline ratio is measured in alternation (paired_piece); the plain quotient of the
@@ -346,7 +302,7 @@ def main() -> None:
         "python": platform.python_version(),
     }
     report["machine"] = machine(device)
-    report["code"] = code_state()
+    report["code"] = code_state("sim/tactile", "assets/tactile")
     out = ROOT / "results" / ("tactile.json" if dev == "cpu" else "tactile_cuda.json")
     out.write_text(json.dumps(report, indent=2) + "\n")
     print(json.dumps(report, indent=2))

@@ -1,0 +1,73 @@
+"""What the bench scripts share: resumable pieces, and where and on what code they were measured.
+
+A bench run is split into pieces (one quantity, one method, one seed...), each written to its own
+JSON file as soon as it is measured, so a run killed halfway continues where it stopped. The
+machine here is shared, so every piece records the load it was measured under.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def run_piece(results: Path, name: str, fn: Callable[[], dict[str, Any]], force: bool = False) -> dict[str, Any]:
+    """``results/<name>.json`` if it exists (unless ``force``), else ``fn()`` written there atomically."""
+    path = results / f"{name}.json"
+    if path.exists() and not force:
+        return json.loads(path.read_text())
+    result = fn()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(result, indent=2))
+    tmp.replace(path)
+    print(f"# {name}: {json.dumps(result)}", file=sys.stderr, flush=True)
+    return result
+
+
+def machine(device: str = "cpu") -> dict[str, Any]:
+    """CPU model, core count, torch threads, the load average now, and the GPU when ``device`` is CUDA."""
+    import torch
+
+    model = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    info: dict[str, Any] = {
+        "cpu": model,
+        "cpus": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "load_avg_1min": os.getloadavg()[0],
+    }
+    if device.startswith("cuda"):
+        info["gpu"] = torch.cuda.get_device_name(torch.device(device))
+    return info
+
+
+def code_state(*sources: str) -> dict[str, Any]:
+    """The commit measured, and whether ``sources`` (paths in the repository) had uncommitted edits."""
+
+    def git(*cmd: str) -> str | None:
+        try:
+            return subprocess.run(["git", *cmd], cwd=REPO, capture_output=True, text=True, timeout=30).stdout
+        except (OSError, subprocess.SubprocessError):
+            return None
+
+    commit = git("rev-parse", "HEAD")
+    state: dict[str, Any] = {"commit": commit.strip() or None if commit else None}
+    if sources:
+        dirty = git("status", "--porcelain", "--", *sources)
+        state["sources_modified"] = bool(dirty) if dirty is not None else None
+    return state
