@@ -25,10 +25,11 @@ bench/results/tactile_learning/runs/, which git ignores. The combined report is
 bench/results/tactile_learning.json: ``success.<method>`` and ``success_heldout.<method>`` (mean
 over the seeds that have a piece), ``..._per_seed``, ``budget_env_steps.<method>``, ``seeds``.
 
-CPU budget (the default settings): each piece is sized to finish in under 8 minutes on one
-core of a 2-core machine shared with other jobs (teacher 200k env steps at ~500 steps/s;
-students 120k env steps at ~280 steps/s with images), so the full 3-seed table is about
-1.5 hours of one core. The students' budget is two orders of magnitude below TacSL's GPU runs.
+CPU budget (the default settings; one torch thread per piece, on a 2-core machine shared with
+other jobs): teacher 200k env steps (about 7 min at ~480 steps/s, privileged observations only);
+students 120k env steps with 60x80 images (~230 steps/s alone, ~100 with three jobs at once:
+8-20 min). The full 3-seed table is about 1.5 hours of one core. The students' budget is two
+orders of magnitude below TacSL's GPU runs, so their success here is early-training success.
 """
 
 from __future__ import annotations
