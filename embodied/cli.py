@@ -92,6 +92,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from embodied.policies.train import evaluate, load_policy
 
     learner, run = load_policy(args.checkpoint, device=args.device)
+    if args.planner:  # plan with the SRL run's learned model and critics instead of its actor
+        from embodied.policies.srl_planner import CEMPlanner, CEMPlannerCfg
+
+        learner = CEMPlanner(learner, CEMPlannerCfg())  # type: ignore[arg-type]
     if args.task_id != run["task_id"]:
         raise ValueError(f"checkpoint {args.checkpoint} was trained on {run['task_id']}, not {args.task_id}")
     groups = _split_overrides(args.overrides)
@@ -178,6 +182,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", help="also write the JSON summary to this file (with --fas: the full result)")
     p.add_argument("--fas", action="store_true", help="Frequency-Averaged Score: evaluate at 1, 2, 4, ..., 30 primitive"
                    " steps per decision; prints the curve and score as JSON and saves a plot")
+    p.add_argument("--planner", action="store_true", help="act with a CEM planner over the SRL checkpoint's learned"
+                   " model and critics (policies/srl_planner.py) instead of its actor")
     p.add_argument("--fas-plot", help="where --fas saves its plot (default: fas.png in the run folder)")
     p.add_argument("--fas-lengths", help="comma-separated steps per decision for --fas (default 1,2,4,6,...,30)")
     p.add_argument("--fas-max-reward", type=float, help="--fas normalisation (default: the authors' value for the task)")

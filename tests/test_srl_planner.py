@@ -9,6 +9,7 @@ import pytest
 import torch
 from torch import nn
 
+from embodied.cli import main
 from embodied.policies.fas import fas_evaluate, is_sequence_policy
 from embodied.policies.srl import SRL, SRLCfg
 from embodied.policies.srl_planner import CEMPlanner, CEMPlannerCfg, planner_from_checkpoint, random_shooting_cfg
@@ -145,3 +146,8 @@ def test_planner_from_a_trained_srl_checkpoint_plays_through_fas(tmp_path: Path)
     assert result["sequence_policy"] is True
     assert result["raw"]["4"]["decisions"] == 200 // 4 and result["raw"]["8"]["decisions"] == 200 // 8
     assert all(-2000.0 < r <= 0.0 for r in result["returns"]), result["returns"]
+    # the same from the command line: eval --planner --fas
+    args = ["eval", "Control/Pendulum-v0", "--checkpoint", str(run), "--planner", "--fas", "--fas-lengths", "4,8",
+            "--episodes", "1", "--fas-plot", str(tmp_path / "fas.png")]  # fmt: skip
+    assert main(args) == 0
+    assert (tmp_path / "fas.png").exists()
