@@ -696,7 +696,7 @@ class TactileImager:
         # machine (a virtual one), half a 160x120 image, so a lone pinch (two images) stays on one.
         chunks = max(1, min(threads, self.num_images // MIN_IMAGES_PER_THREAD))
         bounds = np.linspace(0, self.num_images, chunks + 1).round().astype(int)
-        self._chunks = [(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:])]
+        self._chunks = [(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
         self._pool = ThreadPoolExecutor(len(self._chunks) - 1) if len(self._chunks) > 1 else None
 
     # -----------------------------------------------------------------------------------------
