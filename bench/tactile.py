@@ -13,7 +13,9 @@ between them, pressed 1 mm into each pad, its centre shifted per env by up to +-
 pads so the images differ; the sphere slides at 1 cm/s along pad x (shear). Counted per pad:
 an image is one pad's RGB frame, a force field one pad's rows x cols x 3 field, so a call for
 N envs makes 2N of either. Timed end to end through ``TactileSensor.image`` (into a reused ``out=`` batch) / ``force_field``
-(input checks included) after warm-up calls (kernel compile or cache load).
+(input checks included) after warm-up calls (kernel compile or cache load). Images are rendered
+with the imager's default threads (every core; ``render_threads`` in each piece), force fields on
+one thread; torch runs on one thread.
 
 Keys: ``images_per_s.<n>`` (160x120), ``images_per_s_policy.<n>`` (the config's policy
 resolution, 80x60), ``force_fields_per_s.<n>`` (20x25; velocity shear, TacSL's model) and
@@ -137,7 +139,8 @@ def image_piece(num_envs: int, device: str, resolution: str, seconds: float) -> 
     out = torch.empty_like(first)
     result = timed(lambda: sensor.image(scene["pad"], scene["obj"], resolution=resolution, out=out),
                    num_envs * SENSORS, seconds, device)  # fmt: skip
-    return {**result, "resolution": list(first.shape[2:4]), "contact_pixels_fraction": changed, **stamp()}
+    return {**result, "resolution": list(first.shape[2:4]), "contact_pixels_fraction": changed,
+            "render_threads": sensor._imager.threads, **stamp()}  # fmt: skip
 
 
 def force_piece(num_envs: int, device: str, rows: int, cols: int, shear_model: str, seconds: float) -> dict[str, Any]:

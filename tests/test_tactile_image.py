@@ -401,7 +401,7 @@ def test_threaded_rendering_is_bit_identical_to_one_thread(num_envs: int, thread
     disp = torch.from_numpy(rng.uniform(-2e-4, 2e-4, (num_envs, 2, cfg.rows, cfg.cols, 2)).astype(np.float32))
     one = TactileImager(cfg, num_envs, 2, pack_shapes(shapes), "cpu", threads=1)
     many = TactileImager(cfg, num_envs, 2, pack_shapes(shapes), "cpu", threads=threads)
-    assert len(many._chunks) == max(1, min(threads, num_envs * 2 // 2))
+    assert many.threads == max(1, min(threads, num_envs * 2 // 2)) and one.threads == 1
     expected = one.render(pad, obj, marker_displacement=disp)
     out = torch.zeros_like(expected)
     for _ in range(2):

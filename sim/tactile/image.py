@@ -697,7 +697,9 @@ class TactileImager:
         chunks = max(1, min(threads, self.num_images // MIN_IMAGES_PER_THREAD))
         bounds = np.linspace(0, self.num_images, chunks + 1).round().astype(int)
         self._chunks = [(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
-        self._pool = ThreadPoolExecutor(len(self._chunks) - 1) if len(self._chunks) > 1 else None
+        self.threads = len(self._chunks)
+        """CPU threads one render of this batch uses (1 on CUDA, and for batches of few images)."""
+        self._pool = ThreadPoolExecutor(self.threads - 1) if self.threads > 1 else None
 
     # -----------------------------------------------------------------------------------------
 
