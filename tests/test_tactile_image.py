@@ -393,7 +393,7 @@ def test_render_rejects_bad_inputs() -> None:
 @pytest.mark.parametrize("num_envs,threads", [(5, 2), (5, 3), (1, 2), (3, 16)])
 def test_threaded_rendering_is_bit_identical_to_one_thread(num_envs: int, threads: int) -> None:
     """Chunks of the batch rendered on several CPU threads give exactly the one-thread images, with
-    markers moved by a per-pad displacement (sliced per chunk), also into a reused output."""
+    markers moved by a per-pad displacement (sliced per chunk), into reused and fresh outputs."""
     rng = np.random.default_rng(11)
     cfg = TactileSensorCfg(profile="gelsight_mini", sensor_resolution=(60, 80), markers=True)
     shapes = [Sphere(0.004), Box((0.003, 0.004, 0.002))]
@@ -403,9 +403,13 @@ def test_threaded_rendering_is_bit_identical_to_one_thread(num_envs: int, thread
     many = TactileImager(cfg, num_envs, 2, pack_shapes(shapes), "cpu", threads=threads)
     assert many.threads == max(1, min(threads, num_envs * 2 // 2)) and one.threads == 1
     expected = one.render(pad, obj, marker_displacement=disp)
+    still = one.render(pad, obj)  # markers at rest
     out = torch.zeros_like(expected)
+    # the recorded launches follow a new output and the displacement switching on and off
     for _ in range(2):
         assert torch.equal(many.render(pad, obj, marker_displacement=disp, out=out), expected)
+        assert torch.equal(many.render(pad, obj), still)
+    assert torch.equal(out, expected)  # the fresh output above did not write into the old one
     assert torch.equal(many.render(pad, obj, "policy"), one.render(pad, obj, "policy"))
     for bad in (0, -1, 1.5, True):
         with pytest.raises(ValueError, match="threads must be an int >= 1"):

@@ -681,8 +681,16 @@ class TactileImager:
             profile = load_profile(profile)
         self.profile = profile
         self._rasters: dict[tuple[int, int], dict[str, Any]] = {}
+        # Inputs are copied into fixed buffers, so that every launch can be recorded once per
+        # resolution and replayed (packing a launch's arguments in Python cost about a third of a
+        # one-pinch render); only the output's address is set again, when it changes.
+        self._pad_in = torch.zeros(num_envs, num_sensors, 7, device=self.device)
+        self._obj_in = torch.zeros(num_envs, self.num_objects, 7, device=self.device)
+        self._pad_in_wp, self._obj_in_wp = wp.from_torch(self._pad_in), wp.from_torch(self._obj_in)
+        disp_shape = (self.num_images, cfg.rows, cfg.cols, 2) if cfg.markers else (1, 1, 1, 2)
+        self._disp_in = torch.zeros(disp_shape, device=self.device)
+        self._disp_in_wp = wp.from_torch(self._disp_in)
         self._rel = wp.empty((self.num_images, self.num_objects), dtype=wp.transform, device=self.wp_device)
-        self._no_disp = wp.zeros((1, 1, 1, 2), dtype=float, device=self.wp_device)
         self._img_mask = wp.empty(self.num_images, dtype=wp.int32, device=self.wp_device)
         self._rect = wp.empty((self.num_images, 4), dtype=wp.int32, device=self.wp_device)
         """Per image: first/last contact tile row, first/last contact tile column (empty: -1 last)."""
@@ -757,27 +765,63 @@ class TactileImager:
             "raster": ras,
             "tiles": tiles,
             **scratch,
-            # per chunk, views of the per-image arrays (made once: slicing costs microseconds a call)
-            "chunks": [{k: v[a:b] for k, v in scratch.items()} for a, b in self._chunks],
             "bg_torch": torch.as_tensor(bg, device=self.device),
+            "out_ptr": None,  # the output the recorded shading launches write to
+            "has_disp": 0,
         }
+        entry["prepare"], entry["chunks"] = self._record_launches(ras, tiles, scratch)
         self._rasters[key] = entry
         return entry
 
-    def _pose_array(self, name: str, value: Any, n_second: int) -> wp.array:
-        expected = (self.num_envs, n_second, 7)
+    def _record_launches(
+        self, ras: Raster, tiles: tuple[int, int], scratch: dict[str, wp.array]
+    ) -> tuple[Any, list[list[Any]]]:
+        """The render's launches, recorded (not run): one that prepares every image, then per chunk
+        of images cull, depth, two blurs and shading on that chunk's views of the scratch arrays."""
+        dev, shapes, no = self.wp_device, self.shapes, self.num_objects
+
+        def record(kernel: Any, dim: Any, inputs: list[Any]) -> Any:
+            return wp.launch(kernel, dim=dim, inputs=inputs, device=dev, record_cmd=True)
+
+        prepare = record(
+            _prepare,
+            self.num_images,
+            [shapes, no, self.num_sensors, self._pad_in_wp, self._obj_in_wp, ras]
+            + [scratch["rel"], scratch["img_mask"], scratch["rect"]],
+        )
+        h, w = ras.height, ras.width
+        chunks = []
+        for a, b in self._chunks:
+            v = {k: arr[a:b] for k, arr in scratch.items()}
+            disp = self._disp_in_wp[a:b] if self.cfg.markers else self._disp_in_wp
+            grid = (b - a, *tiles)
+            placeholder = wp.empty((b - a, h, w, 3), dtype=wp.uint8, device=dev)  # until render sets `out`
+            chunks.append(
+                [
+                    record(_cull_tiles, grid, [shapes, no, ras, v["rel"], v["img_mask"], v["tile_mask"], v["rect"]]),
+                    record(_depth_tiles, grid, [shapes, no, ras, v["rel"], v["tile_mask"], v["rect"], v["depth"]]),
+                    record(_hblur_tiles, grid, [ras, v["rect"], v["depth"], v["hblur"]]),
+                    record(_vblur_tiles, grid, [ras, v["rect"], v["hblur"], v["blurred"]]),
+                    record(_shade_tiles, grid, [ras, v["rect"], v["blurred"], disp, 0, placeholder]),
+                ]
+            )
+        return prepare, chunks
+
+    def _copy_pose(self, name: str, value: Any, buffer: torch.Tensor, buffer_wp: wp.array, stream: Any) -> None:
+        """Checks one pose input and copies it into its fixed buffer (on the device, for Warp arrays)."""
+        expected = tuple(buffer.shape)
         if isinstance(value, wp.array):
             if value.dtype != wp.float32 or tuple(value.shape) != expected or value.device != self.wp_device:
                 raise ValueError(
                     f"TactileImager.render: {name} must be float32 {expected} on {self.wp_device}, "
                     f"got a Warp array {value.dtype.__name__} {tuple(value.shape)} on {value.device}"
                 )
-            return value
+            wp.copy(buffer_wp, value, stream=stream)
+            return
         t = torch.as_tensor(value)
         if tuple(t.shape) != expected:
             raise ValueError(f"TactileImager.render: {name} must have shape {expected}, got {tuple(t.shape)}")
-        t = t.to(device=self.device, dtype=torch.float32).contiguous()
-        return wp.from_torch(t)
+        buffer.copy_(t)
 
     def render(
         self,
@@ -801,13 +845,15 @@ class TactileImager:
         """
         if resolution not in ("sensor", "policy"):
             raise ValueError(f"TactileImager.render: resolution must be 'sensor' or 'policy', got {resolution!r}")
-        pad = self._pose_array("pad_pose", pad_pose, self.num_sensors)
-        obj = self._pose_array("obj_pose", obj_pose, self.num_objects)
+        stream = None
+        if self.device.type == "cuda":  # Warp works on torch's current stream, after its copies
+            stream = wp.stream_from_torch(torch.cuda.current_stream(self.device))
+        self._copy_pose("pad_pose", pad_pose, self._pad_in, self._pad_in_wp, stream)
+        self._copy_pose("obj_pose", obj_pose, self._obj_in, self._obj_in_wp, stream)
         geom = self.geometry(resolution)
         entry = self._raster(geom)
-        ras = entry["raster"]
         n, s, h, w = self.num_envs, self.num_sensors, geom.height, geom.width
-        disp, has_disp = self._no_disp, 0
+        has_disp = 0
         if marker_displacement is not None and self.cfg.markers:
             expected = (n, s, self.cfg.rows, self.cfg.cols, 2)
             if isinstance(marker_displacement, wp.array):
@@ -817,8 +863,8 @@ class TactileImager:
                 raise ValueError(
                     f"TactileImager.render: marker_displacement must have shape {expected}, got {tuple(d.shape)}"
                 )
-            d = d.to(device=self.device, dtype=torch.float32).reshape(n * s, self.cfg.rows, self.cfg.cols, 2)
-            disp, has_disp = wp.from_torch(d.contiguous()), 1
+            self._disp_in.copy_(d.reshape(self._disp_in.shape))
+            has_disp = 1
         if out is None:
             out = torch.empty((n, s, h, w, 3), dtype=torch.uint8, device=self.device)
         elif out.shape != (n, s, h, w, 3) or out.dtype != torch.uint8 or out.device != self.device:
@@ -828,25 +874,22 @@ class TactileImager:
             )
         elif not out.is_contiguous():
             raise ValueError("TactileImager.render: out must be contiguous")
-        stream = None
-        if self.device.type == "cuda":
-            stream = wp.stream_from_torch(torch.cuda.current_stream(self.device))
-        dev, ni = self.wp_device, self.num_images
-        wp.launch(
-            _prepare,
-            dim=ni,
-            inputs=[self.shapes, self.num_objects, s, pad, obj, ras, self._rel, self._img_mask, self._rect],
-            device=dev,
-            stream=stream,
-        )
-        images = out.view(ni, h, w, 3)
+        images = out.view(self.num_images, h, w, 3)
+        for k, (a, b) in enumerate(self._chunks):  # point the recorded shading at this call's output
+            shade = entry["chunks"][k][-1]
+            if entry["out_ptr"] != out.data_ptr():
+                shade.set_param_by_name("out", wp.from_torch(images[a:b]))
+            if entry["has_disp"] != has_disp:
+                shade.set_param_by_name("has_disp", has_disp)
+        entry["out_ptr"], entry["has_disp"] = out.data_ptr(), has_disp
+        entry["prepare"].launch(stream)
+        background = entry["bg_torch"].view(1, -1)
 
         def render_chunk(k: int) -> None:
             a, b = self._chunks[k]
-            views = entry["chunks"][k]
-            images[a:b].view(b - a, -1).copy_(entry["bg_torch"].view(1, -1).expand(b - a, -1))
-            chunk_disp = disp[a:b] if has_disp else disp
-            self._launch_tiles(ras, (b - a, *entry["tiles"]), views, chunk_disp, has_disp, images[a:b], stream)
+            images[a:b].view(b - a, -1).copy_(background.expand(b - a, -1))
+            for launch in entry["chunks"][k]:
+                launch.launch(stream)
 
         pending = [self._pool.submit(render_chunk, k) for k in range(1, len(self._chunks))] if self._pool else []
         render_chunk(0)
@@ -854,42 +897,6 @@ class TactileImager:
             job.result()  # re-raises a worker's error here
         self._last_resolution = (h, w)
         return out
-
-    def _launch_tiles(
-        self,
-        ras: Raster,
-        grid: tuple[int, int, int],
-        v: dict[str, wp.array],
-        disp: wp.array,
-        has_disp: int,
-        out: torch.Tensor,
-        stream: Any,
-    ) -> None:
-        """Cull, depth, blur and shade the images of one chunk (``v``: its views of the scratch)."""
-        dev, shapes, no = self.wp_device, self.shapes, self.num_objects
-        wp.launch(
-            _cull_tiles,
-            dim=grid,
-            inputs=[shapes, no, ras, v["rel"], v["img_mask"], v["tile_mask"], v["rect"]],
-            device=dev,
-            stream=stream,
-        )
-        wp.launch(
-            _depth_tiles,
-            dim=grid,
-            inputs=[shapes, no, ras, v["rel"], v["tile_mask"], v["rect"], v["depth"]],
-            device=dev,
-            stream=stream,
-        )
-        wp.launch(_hblur_tiles, dim=grid, inputs=[ras, v["rect"], v["depth"], v["hblur"]], device=dev, stream=stream)
-        wp.launch(_vblur_tiles, dim=grid, inputs=[ras, v["rect"], v["hblur"], v["blurred"]], device=dev, stream=stream)
-        wp.launch(
-            _shade_tiles,
-            dim=grid,
-            inputs=[ras, v["rect"], v["blurred"], disp, has_disp, wp.from_torch(out)],
-            device=dev,
-            stream=stream,
-        )
 
     def last_maps(self) -> dict[str, torch.Tensor]:
         """The latest render's intermediate maps, (N, S, H, W) float32 copies (for tests and plots):
