@@ -71,3 +71,21 @@ def code_state(*sources: str) -> dict[str, Any]:
         dirty = git("status", "--porcelain", "--", *sources)
         state["sources_modified"] = bool(dirty) if dirty is not None else None
     return state
+
+
+def learning_curve(run_dir: Path, points: int = 40) -> list[list[float]]:
+    """[[env step, mean episodic return], ...] from the run's TensorBoard log, in ``points`` bins."""
+    try:
+        from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    except ImportError:
+        return []
+    acc = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
+    acc.Reload()
+    if "charts/episodic_return" not in acc.Tags().get("scalars", []):
+        return []
+    events = acc.Scalars("charts/episodic_return")
+    last = max(e.step for e in events)
+    bins: list[list[float]] = [[] for _ in range(points)]
+    for e in events:
+        bins[min(points - 1, e.step * points // max(last, 1))].append(e.value)
+    return [[(i + 1) * last / points, sum(b) / len(b)] for i, b in enumerate(bins) if b]

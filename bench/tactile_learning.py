@@ -48,6 +48,7 @@ from typing import Any
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import torch  # noqa: E402
+from pieces import learning_curve  # noqa: E402  (bench/pieces.py, next to this script)
 
 from embodied.policies.train import TrainCfg, evaluate, load_policy, train  # noqa: E402
 from embodied.sim2real.image_augment import full_augmentation  # noqa: E402
@@ -147,24 +148,6 @@ def run_piece(method: str, seed: int, args: argparse.Namespace) -> dict[str, Any
             "device": args.device,
         },
     }
-
-
-def learning_curve(run_dir: Path, points: int = 40) -> list[list[float]]:
-    """[[env step, mean episodic return], ...] from the run's TensorBoard log, in ``points`` bins."""
-    try:
-        from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-    except ImportError:
-        return []
-    acc = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
-    acc.Reload()
-    if "charts/episodic_return" not in acc.Tags().get("scalars", []):
-        return []
-    events = acc.Scalars("charts/episodic_return")
-    last = max(e.step for e in events)
-    bins: list[list[float]] = [[] for _ in range(points)]
-    for e in events:
-        bins[min(points - 1, e.step * points // max(last, 1))].append(e.value)
-    return [[(i + 1) * last / points, sum(b) / len(b)] for i, b in enumerate(bins) if b]
 
 
 def report(args: argparse.Namespace) -> dict[str, Any]:
