@@ -54,6 +54,8 @@ setup(
         "tqdm>=4.66",
         "matplotlib>=3.8",
         "cheetah-accelerator>=0.8.4,<0.9",  # beam tasks (tested with 0.8.4)
+        "viser>=1.1,<2",  # the browser viewer (`embodied view`); its web client ships in the wheel
+        "imageio-ffmpeg>=0.5",  # `embodied eval --video` (bundles its ffmpeg binary)
     ],
     extras_require={
         "gpu": ["mujoco-warp"],
@@ -64,6 +66,7 @@ setup(
             "hypothesis>=6",
             "ruff>=0.6",
             "stable-baselines3>=2.3",
+            "playwright>=1.45",  # viewer tests drive Debian's chromium (never `playwright install`)
         ],
     },
     entry_points={"console_scripts": ["embodied=embodied.cli:main"]},

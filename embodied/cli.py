@@ -1,4 +1,4 @@
-"""The ``embodied`` command: list, info, train, eval, demo.
+"""The ``embodied`` command: list, info, train, eval, demo, view.
 
 Settings beyond the flags are ``key=value`` overrides after the task id, checked against the
 config dataclasses (a typo fails naming the key):
@@ -104,6 +104,13 @@ def cmd_eval(args: argparse.Namespace) -> int:
     summary = evaluate(args.task_id, learner, args.episodes, seed=args.seed, device=args.device, num_envs=args.num_envs,
                        task_overrides={**run["task_overrides"], **groups["task"]},
                        adapters={**run["adapters"], **groups["adapters"]})
+    if args.record or args.video:
+        from embodied.sim.viewer.record import record_rollout
+
+        summary["recorded"] = record_rollout(
+            args.task_id, learner, args.record, episodes=1, seed=args.seed, device=args.device,
+            task_overrides={**run["task_overrides"], **groups["task"]}, adapters={**run["adapters"], **groups["adapters"]},
+            video=args.video, meta={"policy": "checkpoint", "checkpoint": str(args.checkpoint)})
     text = json.dumps(summary, indent=2)
     print(text)
     if args.output:
@@ -133,6 +140,37 @@ def _eval_fas(args: argparse.Namespace, learner: Any, run: dict[str, Any], group
     print("{\n" + ",\n".join(f"  {json.dumps(key)}: {json.dumps(result[key])}" for key in keys) + "\n}")
     if args.output:
         Path(args.output).write_text(json.dumps(result, indent=2))
+    return 0
+
+
+def cmd_view(args: argparse.Namespace) -> int:
+    """``view``: serve the browser viewer (or a recorded rollout) until Ctrl-C."""
+    if args.host not in ("127.0.0.1", "localhost", "::1"):
+        print(
+            f"embodied view: warning: serving on {args.host}: anyone who can reach this machine on port "
+            f"{args.port} can watch and control the simulation",
+            file=sys.stderr,
+        )
+    if args.replay:
+        from embodied.sim.viewer.record import load_rollout
+        from embodied.sim.viewer.replay import ReplayApp
+
+        rollout = load_rollout(args.replay)
+        if args.task_id and args.task_id != rollout.task_id:
+            raise ValueError(f"{args.replay} records {rollout.task_id}, not {args.task_id}")
+        app: Any = ReplayApp(rollout, host=args.host, port=args.port)
+    else:
+        if not args.task_id:
+            raise ValueError("give a task id (embodied list shows them) or --replay FILE")
+        from embodied.sim.viewer.app import ViewerApp
+        from embodied.sim.viewer.session import ViewerSession
+
+        session = ViewerSession(
+            args.task_id, num_envs=args.num_envs, checkpoint=args.checkpoint, seed=args.seed, device=args.device
+        )
+        app = ViewerApp(session, host=args.host, port=args.port)
+    print(f"embodied view: open {app.url} in a browser (Ctrl-C stops)", flush=True)
+    app.serve_forever()
     return 0
 
 
@@ -188,8 +226,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fas-lengths", help="comma-separated steps per decision for --fas (default 1,2,4,6,...,30)")
     p.add_argument("--fas-max-reward", type=float, help="--fas normalisation (default: the authors' value for the task)")
     p.add_argument("--fas-shift", type=float, help="--fas return shift (default: the authors' value for the task, else 0)")
+    p.add_argument("--record", help="also run one episode of one env and save it as a rollout file (.npz) for"
+                   " `embodied view --replay` (format: sim/viewer/record.py)")
+    p.add_argument("--video", help="also run one episode of one env and save the env's render() as an mp4")
     p.add_argument("overrides", nargs="*", help="task.* and adapters.* overrides (e.g. adapters.noise.std=0.05)")
     p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("view", help="watch and control a task in the browser (viser; see docs/viewer.md)")
+    p.add_argument("task_id", nargs="?", help="the task to show (not needed with --replay)")
+    p.add_argument("--checkpoint", help="a policy to act with: checkpoint.pt, a run folder or a shipped policy file")
+    p.add_argument("--num-envs", type=int, default=1, help="envs in the batch (the page picks the one shown)")
+    p.add_argument("--port", type=int, default=8080, help="port (the next free one if taken)")
+    p.add_argument("--host", default="127.0.0.1", help="address to serve on; another than 127.0.0.1 exposes the"
+                   " controls to the network (a warning is printed)")
+    p.add_argument("--replay", help="show a rollout file written by `embodied eval ... --record FILE`")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="cpu")
+    p.set_defaults(func=cmd_view)
 
     p = sub.add_parser("demo", help="run the shipped trained policies on a task of each family")
     p.add_argument("--episodes", type=int, default=10)

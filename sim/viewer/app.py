@@ -1,0 +1,220 @@
+"""The live viewer: a viser server showing a :class:`ViewerSession`, with its controls and plots.
+
+One process serves the page; the page needs nothing from the internet (viser's client ships in
+its wheel). The server binds 127.0.0.1 unless the caller names another host.
+
+Threads: a play loop steps the session at the chosen speed; widget callbacks run on viser's
+threads. Both go through :attr:`ViewerSession.lock`. A callback that fails (a bad checkpoint
+path, a policy that cannot act) shows its error on the page and in the log and changes nothing:
+the server keeps running.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from embodied.sim.viewer.plots import Plots
+from embodied.sim.viewer.scenes import build_scene
+from embodied.sim.viewer.session import ViewerSession
+
+log = logging.getLogger(__name__)
+
+MAX_DRAWS_PER_S = 60.0
+"""Scene updates are skipped beyond this rate when playing faster (the browser shows ~30-60 Hz)."""
+
+
+def start_server(host: str, port: int) -> Any:
+    """A quiet viser server on ``host:port`` (viser tries the next ports if that one is taken)."""
+    import viser
+
+    return viser.ViserServer(host=host, port=port, verbose=False)
+
+
+def block_until_interrupted(stop: threading.Event, close: Callable[[], None]) -> None:
+    """Wait until ``stop`` is set or Ctrl-C, then ``close()`` (the CLI's serving loop)."""
+    try:
+        while not stop.is_set():
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        close()
+
+
+class ViewerApp:
+    """Serve ``session`` on ``host:port``: scene, controls (play, pause, step, reset, speed,
+    policy, env, DR sliders) and plots."""
+
+    def __init__(self, session: ViewerSession, host: str = "127.0.0.1", port: int = 8080) -> None:
+        self.session = session
+        self.host = host
+        self.server = start_server(host, port)
+        self.playing = False
+        self.speed = 30.0
+        """Steps per second while playing."""
+        self.errors: list[str] = []
+        """Every error shown on the page, newest last."""
+        self.draws = 0
+        """Scene updates sent since start."""
+        self._last_draw = 0.0
+        self._stop = threading.Event()
+        gui = self.server.gui
+        with session.lock:
+            self.scene = build_scene(self.server, session.env)
+        position, look_at = self.scene.camera
+        self.server.initial_camera.position = position
+        self.server.initial_camera.look_at = look_at
+        self.server.scene.set_up_direction("+z")
+        self.status = gui.add_markdown(self._status_text(), order=0)
+        self.error_text = gui.add_markdown("", order=0.5, visible=False)
+        self._build_controls()
+        self.plots = Plots(gui, self.scene.metric_names)
+        self.refresh(force=True)
+        self._thread = threading.Thread(target=self._loop, name="viewer-play", daemon=True)
+        self._thread.start()
+
+    # ------------------------------------------------------------------ page
+    @property
+    def port(self) -> int:
+        return int(self.server.get_port())
+
+    @property
+    def url(self) -> str:
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "") else self.host
+        return f"http://{host}:{self.port}/"
+
+    def _status_text(self) -> str:
+        s = self.session
+        rec = s.last
+        policy = s.policy if s.policy != "checkpoint" else f"checkpoint ({s.checkpoint})"
+        return (
+            f"**{s.task_id}** env {s.env_id} of {s.num_envs}  \n"
+            f"step **{s.steps}** · episode {s.episodes} · return {rec.episode_return:.2f}  \n"
+            f"policy: {policy} · {'playing' if self.playing else 'paused'}"
+        )
+
+    def _guard(self, fn: Callable[..., Any]) -> Callable[[Any], None]:
+        """A widget callback that shows any error on the page instead of raising in viser's thread."""
+
+        def callback(event: Any) -> None:
+            try:
+                fn(event)
+                self.error_text.visible = False
+            except Exception as err:  # noqa: BLE001 - every failure is shown, the server lives on
+                self.show_error(f"{type(err).__name__}: {err}")
+
+        return callback
+
+    def show_error(self, message: str) -> None:
+        """Show ``message`` on the page (a red line under the status) and log it."""
+        log.error("viewer: %s", message)
+        self.errors.append(message)
+        self.error_text.content = f"<span style='color:#c62828'>**Error:** {message}</span>"
+        self.error_text.visible = True
+
+    def _build_controls(self) -> None:
+        gui, s = self.server.gui, self.session
+        with gui.add_folder("Controls", order=1):
+            self.play_button = gui.add_button("Play")
+            self.pause_button = gui.add_button("Pause")
+            self.step_button = gui.add_button("Step")
+            self.reset_button = gui.add_button("Reset")
+            self.speed_slider = gui.add_slider("Speed (steps/s)", min=1, max=240, step=1, initial_value=self.speed)
+            self.policy_dropdown = gui.add_dropdown("Policy", options=tuple(s.policies()), initial_value=s.policy)
+            self.checkpoint_text = gui.add_text("Checkpoint", initial_value=s.checkpoint or "")
+            self.load_button = gui.add_button("Load checkpoint")
+            self.env_dropdown = gui.add_dropdown(
+                "Env", options=tuple(str(i) for i in range(s.num_envs)), initial_value="0", visible=s.num_envs > 1
+            )
+        self.play_button.on_click(self._guard(lambda _: self.set_playing(True)))
+        self.pause_button.on_click(self._guard(lambda _: self.set_playing(False)))
+        self.step_button.on_click(self._guard(lambda _: self.step()))
+        self.reset_button.on_click(self._guard(lambda _: self.reset()))
+        self.speed_slider.on_update(self._guard(lambda _: setattr(self, "speed", float(self.speed_slider.value))))
+        self.policy_dropdown.on_update(self._guard(lambda _: self._set_policy(self.policy_dropdown.value)))
+        self.load_button.on_click(self._guard(lambda _: self.load_checkpoint(self.checkpoint_text.value)))
+        self.env_dropdown.on_update(self._guard(lambda _: self._set_env(int(self.env_dropdown.value))))
+        self.dr_sliders: dict[str, Any] = {}
+        if s.declared:
+            with gui.add_folder("Domain randomisation (next reset)", order=2, expand_by_default=False):
+                for name, p in sorted(s.declared.items()):
+                    step = (p.high - p.low) / 100 if p.high > p.low else 1.0
+                    slider = gui.add_slider(name, min=p.low, max=p.high, step=step, initial_value=p.nominal)
+                    slider.on_update(self._guard(lambda _, n=name, sl=slider: s.pin_param(n, float(sl.value))))
+                    self.dr_sliders[name] = slider
+
+    # ------------------------------------------------------------------ actions
+    def set_playing(self, playing: bool) -> None:
+        self.playing = playing
+        self.status.content = self._status_text()
+
+    def _set_policy(self, name: str) -> None:
+        self.session.set_policy(name)
+        self.status.content = self._status_text()
+
+    def _set_env(self, env_id: int) -> None:
+        self.session.set_env_id(env_id)
+        self.refresh(force=True)
+
+    def load_checkpoint(self, path: str) -> None:
+        """Load a checkpoint typed in the page; its errors show on the page (see :meth:`_guard`)."""
+        if not path.strip():
+            raise ValueError("type the path of a checkpoint.pt, a run folder or a shipped policy first")
+        self.session.load_checkpoint(path.strip())
+        self.policy_dropdown.options = tuple(self.session.policies())
+        self.policy_dropdown.value = "checkpoint"
+        self.status.content = self._status_text()
+
+    def step(self) -> None:
+        """One step of the session, drawn."""
+        with self.session.lock:
+            rec = self.session.step()
+            metrics = self.scene.metrics(self.session.env, self.session.env_id, rec.info)
+            self.plots.push(rec, metrics)
+            self.refresh(force=not self.playing)
+
+    def reset(self) -> None:
+        with self.session.lock:
+            self.session.reset()
+            self.refresh(force=True)
+
+    def refresh(self, force: bool = False) -> None:
+        """Redraw the scene (at most :data:`MAX_DRAWS_PER_S`), the status and, when due, the plots."""
+        now = time.monotonic()
+        if not force and now - self._last_draw < 1.0 / MAX_DRAWS_PER_S:
+            return
+        self._last_draw = now
+        with self.session.lock:
+            self.scene.update(self.session.env, self.session.env_id)
+        self.draws += 1
+        if self.plots.flush(force):
+            self.status.content = self._status_text()
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            if not self.playing:
+                self._stop.wait(0.05)
+                continue
+            start = time.monotonic()
+            try:
+                self.step()
+            except Exception as err:  # noqa: BLE001 - a policy or task error pauses, it does not kill the server
+                self.playing = False
+                self.show_error(f"stepping failed, paused: {type(err).__name__}: {err}")
+            self._stop.wait(max(0.0, 1.0 / self.speed - (time.monotonic() - start)))
+
+    def serve_forever(self) -> None:
+        """Block until Ctrl-C, then shut down."""
+        block_until_interrupted(self._stop, self.close)
+
+    def close(self) -> None:
+        """Stop the play loop and the server, and close the env."""
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=5)
+        self.server.stop()
+        self.session.close()
