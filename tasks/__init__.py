@@ -1,3 +1,3 @@
 """Tasks of every family. Each family package registers its tasks when imported."""
 
-from embodied.tasks import beam, control, tactile  # noqa: F401
+from embodied.tasks import beam, control, nav, tactile  # noqa: F401

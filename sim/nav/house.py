@@ -217,6 +217,7 @@ def _try_split(rng: np.random.Generator, room, doors) -> tuple[str, float] | Non
 def _place_furniture(rng: np.random.Generator, rooms, doors):
     """Goal objects (1-2 of each goal category) and 2-5 distractors, each in a random room."""
     names = [c for c in GOAL_CATEGORIES for _ in range(int(rng.integers(1, 3)))]
+    names.sort(key=lambda c: -FURNITURE[c][1] * FURNITURE[c][2])  # largest first: they need the most room
     names += [DISTRACTORS[int(rng.integers(len(DISTRACTORS)))] for _ in range(int(rng.integers(2, 6)))]
     door_centres = np.array(
         [((c, (a + b) / 2) if axis == "x" else ((a + b) / 2, c)) for axis, c, a, b in doors] or np.zeros((0, 2))
@@ -224,7 +225,7 @@ def _place_furniture(rng: np.random.Generator, rooms, doors):
     placed: list[tuple[int, tuple[float, float, float, float], tuple[float, float], int]] = []
     for name in names:
         shape, fw, fd, zmin, zmax = FURNITURE[name]
-        for _ in range(30):
+        for _ in range(60):
             scale = float(rng.uniform(0.85, 1.15))
             sw, sd = (fd, fw) if rng.random() < 0.5 else (fw, fd)
             sw, sd = sw * scale, sd * scale
@@ -296,4 +297,4 @@ def _goals_reachable(house: House) -> bool:
                 queue.append((nr, nc))
     if seen.sum() != free.sum():
         return False
-    return all(grid.goal_seeds(house, g).any() for g in range(len(GOAL_CATEGORIES)))
+    return all(np.isfinite(grid.goal_seeds(house, g)).any() for g in range(len(GOAL_CATEGORIES)))

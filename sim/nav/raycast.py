@@ -68,7 +68,7 @@ class CameraCfg:
 
 @dataclass
 class Frames:
-    """One launch's output for every env (views of the caster's reused buffers)."""
+    """One launch's output for every env rendered (fresh tensors each call)."""
 
     depth: torch.Tensor
     semantic: torch.Tensor
@@ -118,6 +118,7 @@ def footprint_hit(kind: int, g: wp.vec4, px: float, py: float, ux: float, uy: fl
 @wp.kernel(enable_backward=False)
 def render_kernel(
     scene: Scene,
+    first_env: int,
     pose: wp.array(dtype=wp.vec3),
     camera_height: float,
     focal: float,
@@ -136,10 +137,11 @@ def render_kernel(
     floor_id: int,
     ceiling_id: int,
 ):
-    e, col = wp.tid()
+    out, col = wp.tid()  # output frame, image column
+    e = first_env + out  # env of the scene
     height = depth.shape[1]
     width = depth.shape[2]
-    q = pose[e]
+    q = pose[out]
     px = q[0]
     py = q[1]
     fx = wp.cos(q[2])
@@ -186,22 +188,22 @@ def render_kernel(
             p = scene.items[e, k]
             seen = wp.int32(0)
             for i in range(n):
-                if hit_p[e, col, i] == p:
+                if hit_p[out, col, i] == p:
                     seen = 1
             if seen == 0:
                 h = footprint_hit(scene.kind[e, p], scene.geom[e, p], px, py, ux, uy)
                 if h[1] > wp.max(h[0], 0.0):
                     # insertion into the list kept sorted by t0 (the farthest falls off when full)
-                    if n < MAX_HITS or h[0] < hit_t[e, col, MAX_HITS - 1][0]:
+                    if n < MAX_HITS or h[0] < hit_t[out, col, MAX_HITS - 1][0]:
                         if n < MAX_HITS:
                             n += 1
                         slot = n - 1
-                        while slot > 0 and hit_t[e, col, slot - 1][0] > h[0]:
-                            hit_t[e, col, slot] = hit_t[e, col, slot - 1]
-                            hit_p[e, col, slot] = hit_p[e, col, slot - 1]
+                        while slot > 0 and hit_t[out, col, slot - 1][0] > h[0]:
+                            hit_t[out, col, slot] = hit_t[out, col, slot - 1]
+                            hit_p[out, col, slot] = hit_p[out, col, slot - 1]
                             slot -= 1
-                        hit_t[e, col, slot] = h
-                        hit_p[e, col, slot] = p
+                        hit_t[out, col, slot] = h
+                        hit_p[out, col, slot] = p
                     zr = scene.z[e, p]
                     if zr[0] <= 0.0 and zr[1] >= ceiling:
                         blocked = wp.min(blocked, wp.max(h[0], 0.0))
@@ -235,11 +237,11 @@ def render_kernel(
             colour = ceiling_colour
             shade = 0.9
         for i in range(n):
-            h = hit_t[e, col, i]
+            h = hit_t[out, col, i]
             te = wp.max(h[0], 0.0)
             if te >= best:
                 break  # sorted by t0: no later footprint can be nearer
-            p = hit_p[e, col, i]
+            p = hit_p[out, col, i]
             zr = scene.z[e, p]
             ze = camera_height + slope * te
             t_hit = float(FAR)
@@ -272,18 +274,18 @@ def render_kernel(
                 checker = (int(wp.floor(px + best * ux)) + int(wp.floor(py + best * uy))) % 2
                 shade += 0.15 * float(checker)
             fade = shade * (0.35 + 0.65 * wp.exp(-0.12 * d)) * 255.0
-            rgb[e, row, col, 0] = wp.uint8(int(wp.clamp(colour[0] * fade, 0.0, 255.0)))
-            rgb[e, row, col, 1] = wp.uint8(int(wp.clamp(colour[1] * fade, 0.0, 255.0)))
-            rgb[e, row, col, 2] = wp.uint8(int(wp.clamp(colour[2] * fade, 0.0, 255.0)))
+            rgb[out, row, col, 0] = wp.uint8(int(wp.clamp(colour[0] * fade, 0.0, 255.0)))
+            rgb[out, row, col, 1] = wp.uint8(int(wp.clamp(colour[1] * fade, 0.0, 255.0)))
+            rgb[out, row, col, 2] = wp.uint8(int(wp.clamp(colour[2] * fade, 0.0, 255.0)))
         if want_semantic != 0:
-            semantic[e, row, col] = sem
+            semantic[out, row, col] = sem
         if normalize != 0:
             d = (d - min_depth) / (max_depth - min_depth)
-        depth[e, row, col] = d
+        depth[out, row, col] = d
 
 
 class RayCaster:
-    """Renders every env's camera frame in one launch into buffers it reuses."""
+    """Renders the camera frames of a batch of envs in one launch."""
 
     def __init__(self, camera: CameraCfg, num_envs: int, device: str | torch.device = "cpu") -> None:
         if camera.width < 1 or camera.height < 1 or not 0.0 < camera.hfov < 180.0:
@@ -293,26 +295,30 @@ class RayCaster:
         self.camera = camera
         self.num_envs = num_envs
         self.device = torch.device(device)
-        n, h, w, dev = num_envs, camera.height, camera.width, self.device
-        self.depth = torch.zeros(n, h, w, device=dev)
-        self.semantic = torch.zeros(n, h, w, dtype=torch.int32, device=dev)
-        self.rgb = torch.zeros(n, h, w, 3, dtype=torch.uint8, device=dev)
-        self._hit_t = wp.zeros((n, w, MAX_HITS), dtype=wp.vec3, device=wp_device(dev))
-        self._hit_p = wp.zeros((n, w, MAX_HITS), dtype=wp.int32, device=wp_device(dev))
-        self._out = (wp.from_torch(self.depth), wp.from_torch(self.semantic), wp.from_torch(self.rgb))
+        self._hit_t = wp.zeros((num_envs, camera.width, MAX_HITS), dtype=wp.vec3, device=wp_device(self.device))
+        self._hit_p = wp.zeros((num_envs, camera.width, MAX_HITS), dtype=wp.int32, device=wp_device(self.device))
 
-    def render(self, scene: SceneBatch, pose: torch.Tensor, semantic: bool = True, rgb: bool = True) -> Frames:
-        """Frames of every env from ``pose`` (N, 3) float32 on the scene's device (buffers are reused).
+    def render(
+        self, scene: SceneBatch, pose: torch.Tensor, semantic: bool = True, rgb: bool = True, first_env: int = 0
+    ) -> Frames:
+        """New frames of envs ``first_env ..`` of ``scene`` seen from ``pose`` (n, 3) float32, n <= num_envs.
 
-        ``semantic`` / ``rgb`` False skip writing those frames (their buffers keep old values)."""
+        With ``semantic`` / ``rgb`` False those frames are not computed (empty tensors come back)."""
         cam = self.camera
-        pose = pose.contiguous()
+        n, dev = len(pose), self.device
+        if n > self.num_envs or first_env + n > scene.num_envs:
+            raise ValueError(f"cannot render {n} envs from env {first_env} with a {self.num_envs}-env caster")
+        depth = torch.empty(n, cam.height, cam.width, device=dev)
+        sem = torch.empty(n, cam.height, cam.width, dtype=torch.int32, device=dev) if semantic else None
+        colour = torch.empty(n, cam.height, cam.width, 3, dtype=torch.uint8, device=dev) if rgb else None
+        unused = torch.empty(1, 1, 1, 1, dtype=torch.uint8, device=dev)
         wp.launch(
             render_kernel,
-            dim=(self.num_envs, cam.width),
+            dim=(n, cam.width),
             inputs=[
                 scene.struct,
-                wp.from_torch(pose, dtype=wp.vec3),
+                first_env,
+                wp.from_torch(pose.contiguous(), dtype=wp.vec3),
                 cam.camera_height,
                 cam.focal,
                 cam.min_depth,
@@ -322,12 +328,15 @@ class RayCaster:
                 int(rgb),
                 self._hit_t,
                 self._hit_p,
-                *self._out,
+                wp.from_torch(depth),
+                wp.from_torch(sem if sem is not None else unused[..., 0].int()),
+                wp.from_torch(colour if colour is not None else unused),
                 wp.vec3(*CLASS_COLOURS[FLOOR_ID]),
                 wp.vec3(*CLASS_COLOURS[CEILING_ID]),
                 FLOOR_ID,
                 CEILING_ID,
             ],
-            device=wp_device(self.device),
+            device=wp_device(dev),
         )
-        return Frames(self.depth, self.semantic, self.rgb)
+        empty = torch.empty(0, device=dev)
+        return Frames(depth, sem if sem is not None else empty, colour if colour is not None else empty)
