@@ -53,6 +53,7 @@ import torch
 from embodied.sim.env import BatchedEnv, TaskCfg
 from embodied.sim.nav.agent import ACTION_NAMES, STOP, AgentCfg, AgentMover
 from embodied.sim.nav.geodesic import RESOLUTION, OccupancyGrid
+from embodied.sim.nav.habitat import require_habitat
 from embodied.sim.nav.house import GOAL_CATEGORIES, SEMANTIC_CLASSES, House, generate_house, house_seeds
 from embodied.sim.nav.raycast import CameraCfg, RayCaster
 from embodied.sim.nav.scene import FIRST_INSTANCE_ID, MAX_PRIMS, SceneBatch
@@ -111,6 +112,8 @@ class ObjectNavEnv(BatchedEnv):
     def __init__(self, cfg: ObjectNavCfg, **kwargs: Any) -> None:
         super().__init__(cfg, **kwargs)
         self.backend = self.backend or "torch"
+        if self.backend == "habitat":
+            require_habitat(self.task_id)
         check_cfg(cfg, self.task_id)
         n, dev = self.num_envs, self.device
         self.goal_ids = torch.tensor([GOAL_CATEGORIES.index(c) for c in cfg.goal_categories], device=dev)
@@ -186,7 +189,7 @@ class ObjectNavEnv(BatchedEnv):
             "success": cfg.w_success * success.float(),
             "slack": torch.full_like(d, cfg.slack),
         }
-        self.prev_distance = d
+        self.prev_distance = d.clone()  # info keeps d: a reset of some envs must not change it
         done = stop | self._episode_out_of_time()
         shortest = self.start_distance
         efficiency = shortest / torch.maximum(shortest, self.path_length).clamp_min(1e-6)
