@@ -318,7 +318,7 @@ class RayCaster:
             inputs=[
                 scene.struct,
                 first_env,
-                wp.from_torch(pose.contiguous(), dtype=wp.vec3),
+                wp.from_torch(pose.to(torch.float32).contiguous(), dtype=wp.vec3),
                 cam.camera_height,
                 cam.focal,
                 cam.min_depth,
