@@ -36,7 +36,11 @@ Keys:
 Controllers: ``tbsac`` (the shipped ``assets/policies/beam_<task>_tbsac.pt``; ``tbsac_uncalibrated``:
 the same without the operators' calibration, to show what it is worth), ``svd``
 (response-matrix measurement + Tikhonov SVD), ``gradient`` (cheetah model fit + L-BFGS),
-``coordinate`` (RFQ: BPM centring + greedy coordinate search).
+``coordinate`` (RFQ: BPM centring + greedy coordinate search), ``model`` (RFQ: fit the errors of
+an envelope model on cheetah to every reading, move to the fitted model's best transmission).
+
+Run one family's missing pieces with ``--only rfq`` (or ``orbit``, ``speed``): the other
+families' pieces are read from their files, and the combined report is rewritten.
 """
 
 from __future__ import annotations
@@ -61,6 +65,7 @@ from embodied.policies.beam_baselines import (  # noqa: E402
     ModelGradient,
     ResponseMatrixSVD,
     RFQCoordinateSearch,
+    RFQModelFit,
 )
 from embodied.policies.train import load_policy  # noqa: E402
 
@@ -99,7 +104,7 @@ def rfq_controllers() -> dict[str, Callable[[Any], Any]]:
         learner, _ = load_policy(shipped_policy("rfq"))
         return CalibratedPolicy(learner, env)
 
-    return {"tbsac": tbsac, "coordinate": RFQCoordinateSearch}
+    return {"tbsac": tbsac, "coordinate": RFQCoordinateSearch, "model": RFQModelFit}
 
 
 def run_episodes(task_id: str, make_controller: Callable[[Any], Any], draws: int, seed: int) -> dict[str, torch.Tensor]:

@@ -39,26 +39,86 @@ measurement needs no calibration (it measures the machine) and gets none.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from typing import Any
 
+import cheetah
 import torch
 
-from embodied.sim.beam import MachineErrors, nominal_model
+from embodied.sim.beam import BeamlineModel, MachineErrors, nominal_model
+from embodied.sim.beam.rfq import invariant
 from embodied.sim2real.safety import ActionLimiter
 
 
 class CorrectorSafety:
-    """Target corrector currents -> bounded incremental actions, through the sim2real :class:`ActionLimiter`."""
+    """Target knob currents -> bounded incremental actions, through the sim2real :class:`ActionLimiter`.
 
-    def __init__(self, limits_A: torch.Tensor, max_step_A: float) -> None:
+    Orbit tasks give symmetric limits and one step for every corrector; the RFQ task mixes
+    steerers (+-limit, 1 A per step) and solenoids (0 to limit, 5 A per step), so ``max_step_A``
+    may be one value per knob and ``low_A`` the lower bounds (``-limits_A`` when omitted).
+    """
+
+    def __init__(
+        self, limits_A: torch.Tensor, max_step_A: float | torch.Tensor, low_A: torch.Tensor | None = None
+    ) -> None:
         limits = limits_A.float()
-        self.max_step_A = float(max_step_A)
-        self.limiter = ActionLimiter(-limits, limits.clone(), torch.full_like(limits, self.max_step_A), "hold")
+        low = -limits if low_A is None else low_A.float().to(limits.device)
+        if isinstance(max_step_A, torch.Tensor):
+            self.max_step_A: float | torch.Tensor = max_step_A.float().to(limits.device)
+            step = self.max_step_A.expand_as(limits).clone()
+        else:
+            self.max_step_A = float(max_step_A)
+            step = torch.full_like(limits, self.max_step_A)
+        self.limiter = ActionLimiter(low, limits.clone(), step, "hold")
 
     def action(self, currents: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """The env action (increments / max_step_A) that moves ``currents`` towards ``targets`` safely, and the report."""
         applied, report = self.limiter.limit(targets, currents)
         return ((applied - currents) / self.max_step_A).clamp(-1.0, 1.0), report
+
+
+def lbfgs(params: list[torch.Tensor], loss_fn: Callable[[], torch.Tensor], iterations: int) -> None:
+    """Minimise ``loss_fn`` over the leaf tensors ``params`` (requires_grad) in place, by L-BFGS.
+
+    One optimiser for every model-based controller here: a few strong-Wolfe L-BFGS iterations
+    from a warm start are enough, because each step starts from the previous step's answer.
+    Gradients are switched on inside, so controllers may be called under ``torch.no_grad``.
+    """
+    opt = torch.optim.LBFGS(params, lr=1.0, max_iter=iterations, line_search_fn="strong_wolfe")
+
+    def closure() -> torch.Tensor:
+        opt.zero_grad()
+        loss = loss_fn()
+        loss.backward()
+        return loss
+
+    with torch.enable_grad():
+        opt.step(closure)
+
+
+def model_errors(
+    model: BeamlineModel,
+    gain: torch.Tensor,
+    offsets_mm: torch.Tensor,
+    injection: torch.Tensor,
+    field_scale: torch.Tensor | None = None,
+) -> MachineErrors:
+    """The errors a controller's model fits, as :class:`MachineErrors` of any leading batch shape.
+
+    ``gain`` (n_correctors,): the operators' calibration (polarity x scale); ``offsets_mm``
+    (..., n_solenoids, 2); ``injection`` (..., 4) in mm and mrad; ``field_scale`` (...,
+    n_solenoids), 1 when omitted. BPM offsets are not fitted (zero).
+    """
+    batch = offsets_mm.shape[:-2]
+    z = {"device": offsets_mm.device, "dtype": torch.float32}
+    n_bpms, n_solenoids = model.n_bpms, model.n_solenoids
+    return MachineErrors(
+        solenoid_offset_m=offsets_mm * 1e-3,
+        solenoid_field_scale=field_scale if field_scale is not None else torch.ones(*batch, n_solenoids, **z),
+        bpm_offset_m=torch.zeros(*batch, n_bpms, 2, **z),
+        corrector_gain=gain.expand(*batch, -1),
+        injection=injection * 1e-3,  # mm and mrad
+    )
 
 
 class OrbitController:
@@ -193,23 +253,7 @@ class ModelGradient(OrbitController):
         self.injection[done] = 0.0
 
     def _errors(self, offsets_mm: torch.Tensor, injection: torch.Tensor) -> MachineErrors:
-        b = offsets_mm.shape[0]
-        ideal = MachineErrors.ideal(self.model.lattice, b, self.env.device)
-        ideal.corrector_gain = self.gain.expand(b, -1)
-        ideal.solenoid_offset_m = offsets_mm * 1e-3
-        ideal.injection = injection * 1e-3  # mm and mrad
-        return ideal
-
-    def _lbfgs(self, params: list[torch.Tensor], loss_fn: Any) -> None:
-        opt = torch.optim.LBFGS(params, lr=1.0, max_iter=self.iterations, line_search_fn="strong_wolfe")
-
-        def closure() -> torch.Tensor:
-            opt.zero_grad()
-            loss = loss_fn()
-            loss.backward()
-            return loss
-
-        opt.step(closure)
+        return model_errors(self.model, self.gain, offsets_mm, injection)
 
     def fit(self, currents: torch.Tensor, readings: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Offsets (B, n_sol, 2) mm and injection (B, 4) mm/mrad that reproduce ``readings`` at ``currents``."""
@@ -221,8 +265,7 @@ class ModelGradient(OrbitController):
             prior = offsets.square().sum((1, 2)) + injection.square().sum(1)
             return ((pred - readings).square().sum(1) + self.prior_weight * prior / self.prior_mm**2).sum()
 
-        with torch.enable_grad():
-            self._lbfgs([offsets, injection], loss)
+        lbfgs([offsets, injection], loss, self.iterations)
         return offsets.detach(), injection.detach()
 
     def best_currents(self, currents: torch.Tensor, offsets: torch.Tensor, injection: torch.Tensor) -> torch.Tensor:
@@ -235,8 +278,7 @@ class ModelGradient(OrbitController):
             pred = self.model.orbit_mm(x, errors)
             return (pred.square().sum(1) + self.step_penalty * (x - currents).square().sum(1)).sum()
 
-        with torch.enable_grad():
-            self._lbfgs([x], loss)
+        lbfgs([x], loss, self.iterations)
         return torch.maximum(torch.minimum(x.detach(), limits), -limits)
 
     def act(self, obs: torch.Tensor, deterministic: bool = True) -> torch.Tensor:
@@ -415,3 +457,216 @@ class RFQCoordinateSearch:
         self.phase += 1
         action = torch.nan_to_num(delta / self.env_step, nan=0.0)
         return action.clamp(-1.0, 1.0)
+
+
+class EnvelopeTransmission:
+    """The RFQ controller's beam model: the task's cheetah lattice tracking a Gaussian beam's centroid and covariance.
+
+    The LEBT is linear (drifts and solenoids; its 40 mm apertures never cut a beam that reaches
+    the 5 mm RFQ), so a Gaussian source stays Gaussian: one :class:`cheetah.ParameterBeam` track
+    gives the centroid (hence the BPM readings) and the covariance at the RFQ entrance, for a
+    whole batch of settings and fitted errors at once, about 100 times cheaper than tracking
+    macro-particles. Transmission is then scored on fixed standard-normal samples mapped onto
+    that Gaussian, with each acceptance test (aperture, x and y ellipses) softened to a sigmoid
+    of its normalised distance to the boundary: smooth in every knob and every fitted error, so
+    L-BFGS can both fit the errors to read transmissions and maximise the fitted transmission.
+    """
+
+    def __init__(self, model: BeamlineModel, num_samples: int = 1000, seed: int = 0) -> None:
+        if model.rfq is None:
+            raise ValueError(f"lattice {model.lattice.name!r} has no 'rfq' element to score transmission against")
+        self.model = model
+        tw = model.lattice.beam.twiss
+        cov = torch.zeros(7, 7, dtype=model.dtype)
+        for plane, i in (("x", 0), ("y", 2)):
+            beta, alpha, eps = tw[f"beta_{plane}_m"], tw[f"alpha_{plane}"], tw[f"emittance_{plane}_m"]
+            cov[i : i + 2, i : i + 2] = eps * torch.tensor([[beta, -alpha], [-alpha, (1 + alpha**2) / beta]])
+        self.source_cov = cov.to(model.device)
+        """The design source's covariance (the lattice file's Twiss), what the operators know."""
+        samples = torch.randn(num_samples, 4, generator=torch.Generator().manual_seed(seed), dtype=model.dtype)
+        self.samples = (samples - samples.mean(0)).to(model.device)
+
+    def predict(
+        self,
+        steerers: torch.Tensor,
+        solenoids: torch.Tensor,
+        errors: MachineErrors,
+        emittance_scale: torch.Tensor,
+        softness: float,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(soft transmission (...), BPM readings (..., 2 n_bpms) mm) for settings and errors of batch shape (...)."""
+        m = self.model
+        m.apply(steerers, solenoids, errors)
+        inj = errors.injection
+        ones = torch.ones(*inj.shape[:-1], 1, device=m.device, dtype=m.dtype)
+        mu = torch.cat([inj, torch.zeros_like(ones), torch.zeros_like(ones), ones], -1)
+        cov = self.source_cov * emittance_scale[..., None, None]
+        with warnings.catch_warnings():  # cheetah: apertures do not cut a ParameterBeam
+            warnings.simplefilter("ignore")
+            beam = m.segment.track(cheetah.ParameterBeam(mu=mu, cov=cov, energy=m.energy, species=m.species))
+        jitter = 1e-14 * torch.eye(4, device=m.device, dtype=m.dtype)
+        chol = torch.linalg.cholesky(beam.cov[..., :4, :4] + jitter)
+        particles = beam.mu[..., None, :4] + self.samples @ chol.transpose(-1, -2)
+        ratios = acceptance_ratios(particles, m.rfq)
+        transmission = torch.sigmoid((1.0 - ratios) / softness).prod(-1).mean(-1)
+        return transmission, m.readings_mm()
+
+
+def acceptance_ratios(particles: torch.Tensor, rfq: dict) -> torch.Tensor:
+    """(..., N, 3): each particle's r^2 / aperture^2 and Courant-Snyder invariants / acceptance (x, y); <= 1 inside.
+
+    The normalised form of :func:`~embodied.sim.beam.rfq.rfq_accepted`'s three tests, so that a
+    controller can soften them.
+    """
+    acc = rfq["acceptance"]
+    x, px, y, py = particles[..., 0], particles[..., 1], particles[..., 2], particles[..., 3]
+    radius = (x.square() + y.square()) / rfq["aperture_radius_m"] ** 2
+    inv_x = invariant(x, px, acc["beta_x_m"], acc["alpha_x"]) / acc["emittance_x_m"]
+    inv_y = invariant(y, py, acc["beta_y_m"], acc["alpha_y"]) / acc["emittance_y_m"]
+    return torch.stack([radius, inv_x, inv_y], -1)
+
+
+class RFQModelFit:
+    """RFQ tuning with a fitted model: fit the unknown errors to every reading so far, go to the model's best.
+
+    At every step: (1) fit the errors the model can express to all readings of this episode
+    (BPM positions and read transmissions at the settings applied then), by autograd + L-BFGS
+    from the last fit; (2) maximise the fitted model's soft transmission over the six knobs
+    (L-BFGS from the present settings); (3) move towards that optimum through the safety layer
+    (the task's per-step limits: 1 A steerers, 5 A solenoids; absolute limits). Each reading
+    then adds a point to the next fit, so the solenoid moves the model proposes are also what
+    teaches it the field errors, the knobs the BPMs cannot see.
+
+    The unknowns, per env, in units of their prior width (the nominal task's error magnitudes,
+    the machine's design tolerances): injection x, x', y, y' (1.2 mm, 6 mrad), solenoid offsets
+    (1 mm), each solenoid's field error (5 %) and the source emittance scale (log, 15 %).
+    Each is bounded (tanh) at about twice its width: without bounds a few draws' fits ran into
+    40 % field errors that explained a bad reading, and the knobs followed them away.
+    """
+
+    name = "model"
+
+    PRIOR = (1.2, 6.0, 1.2, 6.0, 1.0, 1.0, 1.0, 1.0, 0.05, 0.05, 0.15)
+    """Prior width of each unknown: injection (mm, mrad, mm, mrad), offsets (mm), field errors, log emittance."""
+    BOUND = (2.5, 12.0, 2.5, 12.0, 2.0, 2.0, 2.0, 2.0, 0.1, 0.1, 0.3)
+    """The largest value each unknown may take."""
+
+    def __init__(
+        self,
+        env: Any,
+        calibrate: bool = True,
+        bpm_sigma_mm: float = 0.2,
+        transmission_sigma: float = 0.02,
+        fit_iterations: int = 15,
+        optimise_iterations: int = 20,
+        fit_softness: float = 0.05,
+        optimise_softness: float = 0.1,
+        num_samples: int = 1000,
+        history: int = 52,
+    ) -> None:
+        self.env = env.unwrapped
+        e = self.env
+        self.model = nominal_model(e.cfg.lattice, device=e.device)
+        self.beam = EnvelopeTransmission(self.model, num_samples)
+        self.nc, self.ns = e.nc, e.ns
+        polarity, scale = e.operator_calibration() if calibrate else (torch.ones(self.nc), 1.0)
+        self.gain = (polarity * scale).to(e.device)
+        self.bpm_sigma_mm, self.transmission_sigma = float(bpm_sigma_mm), float(transmission_sigma)
+        """Read-out uncertainties weighting the fit: BPM offsets and noise, current-monitor noise."""
+        self.fit_iterations, self.optimise_iterations = int(fit_iterations), int(optimise_iterations)
+        self.fit_softness, self.optimise_softness = float(fit_softness), float(optimise_softness)
+        """Sigmoid widths (in units of the normalised acceptance): sharp to fit readings, wider to
+        aim for the middle of the acceptance, where a model error costs least."""
+        m = e.machine
+        self.step_A = e.step_size.clone()
+        self.low = torch.cat([-m.corrector_limits, torch.zeros_like(m.solenoid_limits)])
+        self.high = torch.cat([m.corrector_limits, m.solenoid_limits])
+        self.safety = CorrectorSafety(self.high, self.step_A, low_A=self.low)
+        dev, n, k = e.device, e.num_envs, self.nc + self.ns
+        self.prior = torch.tensor(self.PRIOR, device=dev)
+        self.bound = torch.tensor(self.BOUND, device=dev)
+        self.history = int(history)
+        self.settings = torch.zeros(n, self.history, k, device=dev)
+        self.bpm = torch.zeros(n, self.history, e.n_bpm_readings, device=dev)
+        self.transmission = torch.zeros(n, self.history, device=dev)
+        self.count = torch.zeros(n, dtype=torch.long, device=dev)
+        """Readings recorded this episode (the buffer keeps the last ``history``)."""
+        self.theta = torch.zeros(n, len(self.PRIOR), device=dev)
+        """The fitted unknowns, in prior widths."""
+
+    def episodes_ended(self, done: torch.Tensor) -> None:
+        d = done.to(self.count.device)
+        self.count[d] = 0
+        self.theta[d] = 0.0
+
+    def unknowns(self, theta: torch.Tensor) -> tuple[MachineErrors, torch.Tensor]:
+        """The model's errors and emittance scale for fitted unknowns ``theta`` (..., 11)."""
+        p = self.bound * torch.tanh(theta * self.prior / self.bound)
+        errors = model_errors(
+            self.model, self.gain, p[..., 4:8].reshape(*p.shape[:-1], self.ns, 2), p[..., :4], 1.0 + p[..., 8:10]
+        )
+        return errors, torch.exp(p[..., 10])
+
+    def fit(self) -> None:
+        """Refit ``theta`` to every recorded reading (weighted least squares plus the prior)."""
+        used = int(self.count.clamp(max=self.history).max())
+        valid = torch.arange(used, device=self.count.device)[None, :] < self.count[:, None]
+        settings, bpm, read = self.settings[:, :used], self.bpm[:, :used], self.transmission[:, :used]
+        theta = self.theta.clone().requires_grad_(True)
+
+        def loss() -> torch.Tensor:
+            errors, emittance = self.unknowns(theta[:, None, :])
+            steerers, solenoids = settings[..., : self.nc], settings[..., self.nc :]
+            t, b = self.beam.predict(steerers, solenoids, errors, emittance, self.fit_softness)
+            bpm_misfit = (b - bpm).square().sum(-1) / self.bpm_sigma_mm**2
+            misfit = bpm_misfit + (t - read).square() / self.transmission_sigma**2
+            return (misfit * valid).sum() + theta.square().sum()
+
+        lbfgs([theta], loss, self.fit_iterations)
+        self.theta = theta.detach()
+
+    def best_settings(self, now: torch.Tensor) -> torch.Tensor:
+        """The knob settings (B, 6) that maximise the fitted model's soft transmission, from ``now``, within limits.
+
+        Optimised in units of the task's step per knob, so that one unit is one evaluation on every knob.
+        """
+        errors, emittance = self.unknowns(self.theta)
+        x = (now / self.step_A).clone().requires_grad_(True)
+
+        def loss() -> torch.Tensor:
+            k = x * self.step_A
+            t, _ = self.beam.predict(k[:, : self.nc], k[:, self.nc :], errors, emittance, self.optimise_softness)
+            return -t.sum()
+
+        lbfgs([x], loss, self.optimise_iterations)
+        return torch.maximum(torch.minimum(x.detach() * self.step_A, self.high), self.low)
+
+    def record(self, obs: torch.Tensor) -> torch.Tensor:
+        """Add this reading (BPMs and read transmission at the present settings) to the history; the settings (B, 6)."""
+        e = self.env
+        obs = obs.to(e.device)
+        if obs.shape != (e.num_envs, e.observation_space.shape[-1]):
+            raise ValueError(
+                f"{self.name}: observation of shape {tuple(obs.shape)}, expected ({e.num_envs}, "
+                f"{e.observation_space.shape[-1]}) from {e.task_id}"
+            )
+        if not torch.isfinite(obs).all():
+            env = int((~torch.isfinite(obs)).any(1).nonzero()[0])
+            raise ValueError(
+                f"{self.name}: the observation of env {env} is not finite ({obs[env].tolist()}); "
+                "a controller cannot fit a model to NaN or inf read-outs"
+            )
+        now = torch.cat([e.steerers, e.solenoids], -1)
+        slot = self.count % self.history
+        rows = torch.arange(e.num_envs, device=e.device)
+        self.settings[rows, slot] = now
+        self.transmission[rows, slot] = obs[:, e.n_monitors + 1]
+        self.bpm[rows, slot] = obs[:, e.n_monitors + 3 : e.n_monitors + 3 + e.n_bpm_readings]
+        self.count += 1
+        return now
+
+    def act(self, obs: torch.Tensor, deterministic: bool = True) -> torch.Tensor:
+        now = self.record(obs)
+        self.fit()
+        action, _ = self.safety.action(now, self.best_settings(now))
+        return action

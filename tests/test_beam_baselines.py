@@ -1,5 +1,6 @@
 """Beam baselines: response-matrix SVD and model-gradient correction fix known errors with the expected
-evaluation counts, the safety layer refuses NaN and out-of-range settings, calibration, RFQ search."""
+evaluation counts, the safety layer refuses NaN and out-of-range settings, calibration, RFQ search and
+the RFQ model fit."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from embodied.policies.beam_baselines import (
     ModelGradient,
     ResponseMatrixSVD,
     RFQCoordinateSearch,
+    RFQModelFit,
     tikhonov_inverse,
 )
 from embodied.sim.beam import nominal_model
@@ -159,3 +161,82 @@ def test_rfq_coordinate_search_raises_transmission():
     assert success.float().mean() >= 0.7
     with pytest.raises(ValueError, match="at most half"):
         RFQCoordinateSearch(env, steerer_step_A=0.9)
+
+
+RFQ = "Beam/RFQTransmission-LPI-v0"
+RFQ_NO_ERRORS = {
+    "solenoid_offset_mm": 0.0,
+    "solenoid_field_error": 0.0,
+    "injection_offset_mm": 0.0,
+    "injection_angle_mrad": 0.0,
+    "current_noise_rel": 0.0,
+}
+
+
+def test_rfq_model_fit_recovers_a_known_injection_error():
+    """Readings at seven settings (each knob moved once) pin the injection error of an otherwise ideal LEBT.
+
+    The angles (which cost most transmission) come back within half a milliradian. The offsets less
+    well, the vertical one worst: an injection offset and solenoid offsets move the two BPMs much
+    alike, and the fit spreads the error over both within their priors.
+    """
+    env = embodied.make(RFQ, num_envs=2, seed=0, errors=RFQ_NO_ERRORS, success_transmission=0.999)
+    env.reset(seed=0)
+    known = torch.tensor([[1.0, -4.0, -0.8, 5.0], [-0.9, 3.0, 1.0, -4.0]])  # mm, mrad, mm, mrad
+    env.machine.errors.injection[:] = known * 1e-3
+    fit = RFQModelFit(env, num_samples=200, fit_iterations=40)
+    for knob in range(-1, 6):  # the settings as they are, then one step on each knob in turn
+        action = torch.zeros(2, 6)
+        if knob >= 0:
+            action[:, knob] = 1.0
+        obs, _, terminated, truncated, _ = env.step(action)
+        assert not (terminated | truncated).any()
+        fit.record(obs)
+    fit.fit()
+    errors, _ = fit.unknowns(fit.theta)
+    fitted = errors.injection * 1e3
+    assert torch.all((fitted - known).abs() <= torch.tensor([0.4, 0.5, 0.75, 0.5])), fitted
+    assert torch.all(fitted.sign() == known.sign())
+    # Relative to the prior widths, the fit removes most of the error (zero would leave all of it).
+    width = torch.tensor([1.2, 6.0, 1.2, 6.0])
+    assert torch.all(((fitted - known) / width).norm(dim=1) < 0.5 * (known / width).norm(dim=1))
+
+
+@pytest.mark.slow  # about 15 s on a shared 2-core machine
+def test_rfq_model_fit_raises_transmission_within_the_budget():
+    env = embodied.make(RFQ, num_envs=8, seed=0)
+    obs, _ = env.reset(seed=0)
+    start = env.t_true.clone()
+    controller = RFQModelFit(env, num_samples=300)
+    success = torch.zeros(8, dtype=torch.bool)
+    for _ in range(8):  # 10 evaluations with the reset's two
+        action = controller.act(obs)
+        assert torch.all(action.abs() <= 1.0)  # the safety layer's per-step limits
+        obs, _, terminated, truncated, info = env.step(action)
+        success |= info["success"]
+        controller.episodes_ended(terminated | truncated)
+        assert torch.all(env.solenoids >= 0.0)
+    assert float((start >= 0.85).float().mean()) <= 0.5
+    assert success.float().mean() >= 0.75, (start, success)
+
+
+def test_rfq_model_fit_refuses_nan_observations():
+    env = embodied.make(RFQ, num_envs=2, seed=0)
+    obs, _ = env.reset(seed=0)
+    controller = RFQModelFit(env, num_samples=100)
+    bad = obs.clone()
+    bad[1, 2] = float("nan")
+    with pytest.raises(ValueError, match="env 1 is not finite"):
+        controller.act(bad)
+    with pytest.raises(ValueError, match="observation of shape"):
+        controller.act(obs[:, :5])
+    assert int(controller.count.sum()) == 0  # nothing was recorded
+
+
+def test_knob_safety_takes_per_knob_steps_and_lower_bounds():
+    limits = torch.tensor([20.0, 500.0])
+    safety = CorrectorSafety(limits, torch.tensor([1.0, 5.0]), low_A=torch.tensor([-20.0, 0.0]))
+    currents = torch.tensor([[0.0, 3.0]])
+    action, _ = safety.action(currents, torch.tensor([[-7.0, -40.0]]))
+    applied = currents + action * torch.tensor([1.0, 5.0])
+    torch.testing.assert_close(applied, torch.tensor([[-1.0, 0.0]]))  # rate-limited; solenoid stops at 0 A
