@@ -55,8 +55,6 @@ OpenCV ``INTER_AREA`` resizing of the sensor image to within a few levels on ave
 from __future__ import annotations
 
 import math
-import os
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -65,6 +63,7 @@ import numpy as np
 import torch
 import warp as wp
 
+from embodied.sim.batch_threads import BatchThreads
 from embodied.sim.tactile.calibration import ImageProfile, load_profile
 from embodied.sim.tactile.config import PROFILES, TactileSensorCfg
 from embodied.sim.tactile.shapes import SHAPE_SDF_GRID, PackedShapes, load_pose, shape_sdf
@@ -667,8 +666,6 @@ class TactileImager:
         for name, value in (("num_envs", num_envs), ("num_sensors", num_sensors)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"TactileImager: {name} must be an int >= 1, got {value!r}")
-        if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
-            raise ValueError(f"TactileImager: threads must be an int >= 1 or None, got {threads!r}")
         self.cfg = cfg
         self.num_envs = num_envs
         self.num_sensors = num_sensors
@@ -697,19 +694,12 @@ class TactileImager:
         self._rect = wp.empty((self.num_images, 4), dtype=wp.int32, device=self.wp_device)
         """Per image: first/last contact tile row, first/last contact tile column (empty: -1 last)."""
         self._last_resolution: tuple[int, int] | None = None
-        if self.device.type != "cpu":
-            threads = 1
-        elif threads is None:
-            threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-        # contiguous image ranges, one per thread (the calling thread renders the first), at least
-        # MIN_IMAGES_PER_THREAD each: handing work to a thread and back costs about 0.2 ms on the CI
-        # machine (a virtual one), half a 160x120 image, so a lone pinch (two images) stays on one.
-        chunks = max(1, min(threads, self.num_images // MIN_IMAGES_PER_THREAD))
-        bounds = np.linspace(0, self.num_images, chunks + 1).round().astype(int)
-        self._chunks = [(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+        # contiguous image ranges, one per thread, at least MIN_IMAGES_PER_THREAD each: a thread
+        # hand-off costs about half a 160x120 image, so a lone pinch (two images) stays on one
+        self._threads = BatchThreads(threads, MIN_IMAGES_PER_THREAD, self.device)
+        self._chunks = self._threads.chunks(self.num_images)
         self.threads = len(self._chunks)
         """CPU threads one render of this batch uses (1 on CUDA, and for batches of few images)."""
-        self._pool = ThreadPoolExecutor(self.threads - 1) if self.threads > 1 else None
 
     # -----------------------------------------------------------------------------------------
 
@@ -887,16 +877,12 @@ class TactileImager:
         entry["prepare"].launch(stream)
         background = entry["bg_torch"].view(1, -1)
 
-        def render_chunk(k: int) -> None:
-            a, b = self._chunks[k]
+        def render_chunk(k: int, a: int, b: int) -> None:
             images[a:b].view(b - a, -1).copy_(background.expand(b - a, -1))
             for launch in entry["chunks"][k]:
                 launch.launch(stream)
 
-        pending = [self._pool.submit(render_chunk, k) for k in range(1, len(self._chunks))] if self._pool else []
-        render_chunk(0)
-        for job in pending:
-            job.result()  # re-raises a worker's error here
+        self._threads.run(self.num_images, render_chunk)
         self._last_resolution = (h, w)
         return out
 
