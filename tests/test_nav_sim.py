@@ -98,6 +98,24 @@ def test_depth_is_exact_in_a_box_room_seen_from_its_centre(heading):
     )
 
 
+def test_frames_rendered_on_several_threads_equal_one_thread():
+    """Chunks of envs on a thread pool (each from its own first env) give the one-thread frames."""
+    scene = SceneBatch(5)
+    for e in range(5):
+        scene.set_house(e, generate_house(e))
+    g = torch.Generator().manual_seed(0)
+    pose = torch.cat([torch.rand(5, 2, generator=g) * 2.0 + 1.0, torch.rand(5, 1, generator=g) * 6.0], 1)
+    camera = CameraCfg(width=32, height=24)
+    one = RayCaster(camera, 5, threads=1).render(scene, pose)
+    for threads in (2, 3):
+        many = RayCaster(camera, 5, threads=threads)
+        for first in (0, 1):  # the first env offset composes with each chunk's own offset
+            frames, expected = many.render(scene, pose[first:], first_env=first), one
+            assert torch.equal(frames.depth, expected.depth[first:])
+            assert torch.equal(frames.semantic, expected.semantic[first:])
+            assert torch.equal(frames.rgb, expected.rgb[first:])
+
+
 def test_depth_of_a_box_top_and_a_cylinder_side_is_closed_form():
     """A low box in front shows its top face; a cylinder straight ahead its near side."""
     camera = CameraCfg(width=33, height=33, max_depth=20.0)
