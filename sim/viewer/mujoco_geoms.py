@@ -139,6 +139,8 @@ class MujocoGeoms:
                 batched_colors=colors,
                 batched_opacities=rgba[:, 3].astype(np.float32) if (rgba[:, 3] < 1).any() else None,
                 lod="off",
+                cast_shadow=False,
+                receive_shadow=False,
             )
             self.groups.append(_Group(np.searchsorted(self.geom_ids, ids), handle))
 

@@ -52,7 +52,7 @@ class ImageScene(Scene):
 
     def __init__(self, server: Any, env: BatchedEnv, size: tuple[int, int] = (320, 240)) -> None:
         self.size = size
-        self.handle = server.gui.add_image(np.zeros((size[1], size[0], 3), np.uint8), label="render()", order=-10)
+        self.handle = server.gui.add_image(np.zeros((size[1], size[0], 3), np.uint8), label="render()", order=3)
         server.scene.add_grid("/grid", width=4.0, height=4.0)
 
     def snapshot(self, env: BatchedEnv, env_id: int) -> dict[str, np.ndarray]:

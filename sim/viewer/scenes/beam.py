@@ -62,6 +62,8 @@ class BeamScene(Scene):
             batched_positions=np.zeros((max(n, 1), 3)),
             batched_colors=(40, 180, 60),
             lod="off",
+            cast_shadow=False,
+            receive_shadow=False,
         )
         self.orbit_line = server.scene.add_line_segments(
             "/beam/orbit", points=np.zeros((max(n - 1, 1), 2, 3)), colors=(40, 180, 60), line_width=3.0
@@ -78,6 +80,8 @@ class BeamScene(Scene):
             batched_scales=np.ones((m, 3)),
             batched_colors=np.tile([[90, 160, 90], [160, 120, 60]], (m // 2 + 1, 1))[:m],
             lod="off",
+            cast_shadow=False,
+            receive_shadow=False,
         )
         self.limits = base.machine.corrector_limits.cpu().numpy() if len(self.corrector_s) else np.ones(1)
         length = float(starts[-1] + lengths[-1]) if len(starts) else 1.0
@@ -94,7 +98,7 @@ class BeamScene(Scene):
             title="Orbit at the BPMs",
             scales={"x": {"time": False}},
             aspect=2.0,
-            order=-5,
+            order=3,
         )
 
     def _draw_lattice(self, server: Any, elements: list[Any], starts: np.ndarray, lengths: np.ndarray) -> None:
@@ -115,6 +119,8 @@ class BeamScene(Scene):
                 batched_colors=colour,
                 batched_opacities=np.full(len(rows), 0.35 if kind != "bpm" else 0.9),
                 lod="off",
+                cast_shadow=False,
+                receive_shadow=False,
             )
             for k in rows:
                 if kind != "drift":

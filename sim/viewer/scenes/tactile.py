@@ -16,7 +16,6 @@ from embodied.sim.env import BatchedEnv
 from embodied.sim.physics.mujoco_batch import MujocoBatch
 from embodied.sim.viewer.mujoco_geoms import MujocoGeoms
 from embodied.sim.viewer.scenes import Scene
-from embodied.sim.viewer.scenes.control import view_of
 
 FIELD_PIXELS = 12
 """Heat-map pixels per taxel."""
@@ -58,14 +57,14 @@ class TactileScene(Scene):
         self.sim = sim if isinstance(sim, MujocoBatch) else None
         if self.sim is not None:
             self.geoms: MujocoGeoms | None = MujocoGeoms(server.scene, self.sim.model, root="/tactile")
-            self.camera = view_of(self.sim)  # type: ignore[assignment]
+            self.camera = ((-0.094, -0.163, 0.103), (0.0, 0.0, 0.035))  # the task's render() view
             self.render_handle = None
         else:
             self.geoms = None
-            self.render_handle = server.gui.add_image(env.render(0, 320, 240), label="render()", order=-10)
+            self.render_handle = server.gui.add_image(env.render(0, 320, 240), label="render()", order=3)
         images = self.rig.images("policy")[0].cpu().numpy()
         self.max_normal = 1.0
-        with server.gui.add_folder("Tactile", order=-5):
+        with server.gui.add_folder("Tactile", order=3):
             self.image_handles = [
                 server.gui.add_image(images[k], label=f"{f} finger image") for k, f in enumerate(FINGERS)
             ]

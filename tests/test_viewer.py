@@ -1,0 +1,292 @@
+"""The browser viewer (``embodied view``), tested in a real browser: Debian's chromium driven by
+Playwright (never ``playwright install``; flags from /work/shared/design/viewer.md).
+
+One test per family drives one page through everything a user does: connect, see a non-blank
+3D canvas, step, move a domain-randomisation slider and reset, switch policy; the page must
+contact no host but 127.0.0.1. Bad input (unknown task, missing or incompatible checkpoint,
+corrupt rollout file) is checked on the terminal and, where the server is up, on the page.
+Set ``EMBODIED_VIEWER_FIGURES=docs/figures`` to save each family's screenshot there.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from embodied.cli import main
+from embodied.sim.viewer.record import load_rollout, record_rollout
+from embodied.sim.viewer.session import ViewerSession
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--use-angle=swiftshader",
+    "--enable-unsafe-swiftshader",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+POLICIES = Path(__file__).resolve().parent.parent / "assets" / "policies"
+needs_chromium = pytest.mark.skipif(
+    not CHROMIUM.exists(), reason="/usr/bin/chromium is missing (apt-get install -y chromium; .ci/run does it)"
+)
+
+# family -> (task id, checkpoint or None, DR parameter to move, value, how to read what the task applied)
+FAMILIES: dict[str, tuple[str, Path | None, str, float, Any]] = {
+    "control": (
+        "Control/InvertedPendulum-v0",
+        POLICIES / "control_inverted_pendulum_ppo.pt",
+        "mass_scale",
+        1.7,
+        lambda base, name: float(base.sim.scales[name][0]),
+    ),
+    "tactile": (
+        "Tactile/PegInsert-v0",
+        None,
+        "gel_stiffness",
+        6500.0,
+        lambda base, name: float(base.params[name][0]),
+    ),
+    "beam": (
+        "Beam/OrbitCorrection-CM1-v0",
+        POLICIES / "beam_cm1_tbsac.pt",
+        "solenoid_offset_mm",
+        1.0,
+        lambda base, name: float(base.machine.magnitudes[name][0]),
+    ),
+}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def screenshot(page: Any) -> bytes:
+    """A PNG of the page through CDP: Playwright's own screenshot waits for quiet frames, which under
+    software WebGL on a loaded machine took 10 s."""
+    import base64
+
+    cdp = page.context.new_cdp_session(page)
+    try:
+        return base64.b64decode(cdp.send("Page.captureScreenshot", {"format": "png"})["data"])
+    finally:
+        cdp.detach()
+
+
+def open_page(context: Any, url: str, hosts: set[str]) -> Any:
+    page = context.new_page()
+    page.on("request", lambda r: hosts.add(r.url.split("/")[2]))
+    page.goto(url)
+    page.get_by_text("Connected").wait_for(timeout=30_000)
+    return page
+
+
+def canvas_variance(png: bytes) -> float:
+    """Pixel variance of the 3D area (left of the panel) of a 960 x 600 screenshot."""
+    import cv2
+
+    img = cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_GRAYSCALE)
+    return float(img[150:550, 50:600].astype(np.float64).var())
+
+
+def field(page: Any, label: str, selector: str) -> Any:
+    """The input ``selector`` in the panel row labelled exactly ``label`` (viser's labels are not always
+    tied to the input a test wants, e.g. a slider's number box)."""
+    exact = re.compile(f"^{re.escape(label)}$")
+    return (
+        page.locator("div.mantine-Flex-root")
+        .filter(has=page.locator("label", has_text=exact))
+        .last.locator(selector)
+        .first
+    )
+
+
+def wait_for(condition: Any, page: Any, timeout_ms: int = 10_000) -> bool:
+    for _ in range(timeout_ms // 100):
+        if condition():
+            return True
+        page.wait_for_timeout(100)
+    return bool(condition())
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """One chromium per test worker (launching costs ~3 s); each test gets a fresh context (profile)."""
+    if not CHROMIUM.exists():
+        pytest.skip("/usr/bin/chromium is missing (apt-get install -y chromium; .ci/run does it)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_FLAGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def app_for(request: Any) -> Iterator[Any]:
+    """Builds a ViewerApp on a free port and closes it (server, play thread, env) after the test."""
+    from embodied.sim.viewer.app import ViewerApp
+
+    apps: list[Any] = []
+
+    def build(task_id: str, checkpoint: Path | None = None) -> Any:
+        app = ViewerApp(ViewerSession(task_id, checkpoint=checkpoint), port=free_port())
+        apps.append(app)
+        return app
+
+    yield build
+    for app in apps:
+        app.close()
+
+
+@needs_chromium
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_viewer_page(family: str, browser: Any, app_for: Any, tmp_path: Path) -> None:
+    task_id, checkpoint, param, value, applied = FAMILIES[family]
+    app = app_for(task_id, checkpoint)
+    s = app.session
+    hosts: set[str] = set()
+    context = browser.new_context(viewport={"width": 960, "height": 600})
+    try:
+        page = open_page(context, app.url, hosts)
+        page.get_by_text(task_id).first.wait_for()
+        page.get_by_role("button").filter(has=page.locator(".mantine-Notification-closeButton")).or_(
+            page.locator("button.mantine-Notification-closeButton")
+        ).first.click()  # the software-WebGL notice
+        page.wait_for_timeout(1000)  # software WebGL draws the first frames
+        png = screenshot(page)
+        assert canvas_variance(png) > 10.0, "the 3D canvas looks blank"
+        figures = os.environ.get("EMBODIED_VIEWER_FIGURES")
+        if figures:
+            Path(figures).mkdir(parents=True, exist_ok=True)
+            (Path(figures) / f"viewer_{family}.png").write_bytes(png)
+
+        # Step: the counter on the Python side advances, once per click.
+        before = s.steps
+        page.get_by_role("button", name="Step", exact=True).click()
+        assert wait_for(lambda: s.steps == before + 1, page)
+        page.get_by_role("button", name="Step", exact=True).click()
+        assert wait_for(lambda: s.steps == before + 2, page)
+
+        # A DR slider pins the parameter; the next reset applies it.
+        page.get_by_text("Domain randomisation (next reset)").click()
+        box = field(page, param, "input.mantine-NumberInput-input")
+        box.fill(str(value))
+        box.press("Enter")
+        assert wait_for(lambda: s.pinned.get(param) == pytest.approx(value), page), s.pinned
+        assert applied(s.base, param) != pytest.approx(value)
+        page.get_by_role("button", name="Reset", exact=True).click()
+        assert wait_for(lambda: applied(s.base, param) == pytest.approx(value), page)
+
+        # Another policy.
+        assert s.policy == ("checkpoint" if checkpoint else "random")
+        page.get_by_label("Policy").click()
+        page.get_by_role("option", name="zero").click()
+        assert wait_for(lambda: s.policy == "zero", page)
+        page.get_by_role("button", name="Step", exact=True).click()
+        assert wait_for(lambda: s.steps == before + 3, page)
+
+        if family == "control":
+            # A missing and an incompatible checkpoint: an error on the page, the policy unchanged.
+            for path, words in (
+                (tmp_path / "missing.pt", "no checkpoint"),
+                (POLICIES / "beam_cm1_tbsac.pt", "trained on"),
+            ):
+                field(page, "Checkpoint", "input").fill(str(path))
+                page.get_by_role("button", name="Load checkpoint").click()
+                page.get_by_text(words).first.wait_for(timeout=10_000)
+                assert s.policy == "zero"
+            # Streaming, a second browser joins and the first disconnects mid-stream: the server lives on.
+            page.get_by_role("button", name="Play", exact=True).click()
+            assert wait_for(lambda: s.steps > before + 10, page)
+            second = open_page(context, app.url, hosts)
+            page.close()
+            running = s.steps
+            assert wait_for(lambda: s.steps > running + 10, second)
+            assert second.get_by_text("Connected").is_visible()
+            second.get_by_role("button", name="Pause", exact=True).click()
+            assert wait_for(lambda: not app.playing, second)
+        assert not app.errors or family == "control", app.errors
+    finally:
+        context.close()
+    assert hosts == {f"127.0.0.1:{app.port}"}, f"the page contacted {hosts}"
+
+
+def test_view_bad_input_on_terminal(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    corrupt = tmp_path / "corrupt.npz"
+    corrupt.write_bytes(b"not a zip file")
+    cases = [
+        (["view", "Control/Hoper-v0"], "Did you mean 'Control/Hopper-v0'"),
+        (["view", "Control/InvertedPendulum-v0", "--checkpoint", str(tmp_path / "none.pt")], "no checkpoint at"),
+        (["view", "Control/InvertedPendulum-v0", "--checkpoint", str(POLICIES / "beam_cm1_tbsac.pt")], "trained on"),
+        (["view", "--replay", str(corrupt)], "not a rollout file"),
+        (["view", "--replay", str(tmp_path / "missing.npz")], "no rollout file"),
+        (["view"], "give a task id"),
+    ]
+    for argv, words in cases:
+        assert main(argv) == 2, argv
+        assert words in capsys.readouterr().err, argv
+
+
+def test_record_and_replay(tmp_path: Path) -> None:
+    """eval --record writes a rollout file that the replay viewer redraws step by step; a truncated one is refused."""
+    from embodied.sim.viewer.replay import ReplayApp
+
+    path = tmp_path / "beam.npz"
+    assert (
+        main(
+            [
+                "eval",
+                "Beam/OrbitCorrection-CM1-v0",
+                "--checkpoint",
+                str(POLICIES / "beam_cm1_tbsac.pt"),
+                "--episodes",
+                "1",
+                "--record",
+                str(path),
+            ]
+        )
+        == 0
+    )
+    rollout = load_rollout(path)
+    assert rollout.task_id == "Beam/OrbitCorrection-CM1-v0" and rollout.steps > 0
+    assert rollout.group("scene")["readings"].shape == (rollout.steps + 1, 10)
+    assert set(rollout.group("metrics")) >= {"orbit_rms_mm", "machine_evaluations"}
+    app = ReplayApp(rollout, port=free_port())
+    try:
+        app.show(rollout.steps)
+        drawn = app.scene.centroids.batched_positions
+        assert np.allclose(drawn[:, 1], rollout.group("scene")["readings"][-1].reshape(-1, 2)[:, 0] * 0.01, atol=1e-6)
+    finally:
+        app.close()
+    arrays = dict(np.load(path, allow_pickle=False))
+    arrays["rewards"] = arrays["rewards"][:-1]
+    broken = tmp_path / "truncated.npz"
+    np.savez(broken, **arrays)
+    with pytest.raises(ValueError, match="truncated or corrupt"):
+        load_rollout(broken)
+
+
+def test_video(tmp_path: Path) -> None:
+    """--video writes an mp4 of the env's render() (MuJoCo offscreen) through imageio-ffmpeg."""
+    if shutil.which("ffmpeg") is None:
+        pytest.importorskip("imageio_ffmpeg")
+    out = tmp_path / "reacher.mp4"
+    summary = record_rollout("Control/Reacher-v0", None, None, episodes=1, video=out, video_size=(160, 120))
+    assert summary["steps"] == 50 and out.stat().st_size > 1000
+    import imageio_ffmpeg
+
+    frames = list(imageio_ffmpeg.read_frames(str(out)))
+    assert len(frames) - 1 == 51  # the meta dict, then the reset frame and one per step
