@@ -23,6 +23,7 @@ import pytest
 
 from embodied.cli import main
 from embodied.sim.viewer.record import load_rollout, record_rollout
+from embodied.sim.viewer.scenes.beam import MM_TO_SCENE
 from embodied.sim.viewer.session import ViewerSession
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -268,7 +269,9 @@ def test_record_and_replay(tmp_path: Path) -> None:
     try:
         app.show(rollout.steps)
         drawn = app.scene.centroids.batched_positions
-        assert np.allclose(drawn[:, 1], rollout.group("scene")["readings"][-1].reshape(-1, 2)[:, 0] * 0.01, atol=1e-6)
+        assert np.allclose(
+            drawn[:, 1], rollout.group("scene")["readings"][-1].reshape(-1, 2)[:, 0] * MM_TO_SCENE, atol=1e-6
+        )
     finally:
         app.close()
     arrays = dict(np.load(path, allow_pickle=False))

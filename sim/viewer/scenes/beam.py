@@ -15,7 +15,7 @@ import trimesh
 from embodied.sim.env import BatchedEnv
 from embodied.sim.viewer.scenes import Scene
 
-MM_TO_SCENE = 0.01
+MM_TO_SCENE = 0.03
 """Scene metres per millimetre of transverse offset."""
 BAR_HEIGHT = 0.25
 """Scene height (m) of a corrector bar at its full current."""
@@ -85,7 +85,7 @@ class BeamScene(Scene):
         )
         self.limits = base.machine.corrector_limits.cpu().numpy() if len(self.corrector_s) else np.ones(1)
         length = float(starts[-1] + lengths[-1]) if len(starts) else 1.0
-        self.camera = ((length / 2, -1.6 * max(length, 1.0), 0.7), (length / 2, 0.0, 0.0))  # type: ignore[assignment]
+        self.camera = ((length * 0.62, -0.6 * length, 0.22 * length), (length * 0.62, 0.0, 0.0))  # type: ignore[assignment]
         x = self.bpm_s if n > 1 else np.array([0.0, 1.0])
         zeros = np.zeros(len(x))
         self.orbit_plot = server.gui.add_uplot(
@@ -123,11 +123,12 @@ class BeamScene(Scene):
                 receive_shadow=False,
             )
             for k in rows:
-                if kind != "drift":
+                if kind in ("solenoid", "bpm"):  # cavities and drifts unlabelled: labels would overlap
+                    z = radius + 0.06 if kind == "solenoid" else -radius - 0.08
                     server.scene.add_label(
                         f"/lattice/labels/{elements[k].name}",
                         elements[k].name,
-                        position=(starts[k] + lengths[k] / 2, 0.0, -radius - 0.05),
+                        position=(starts[k] + lengths[k] / 2, 0.0, z),
                     )
 
     def snapshot(self, env: BatchedEnv, env_id: int) -> dict[str, np.ndarray]:
