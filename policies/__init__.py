@@ -8,4 +8,6 @@ LEARNERS: dict[str, tuple[str, str]] = {
     "aacd": ("embodied.policies.aacd:AACD", "embodied.policies.aacd:AACDCfg"),
     "aac": ("embodied.policies.aacd:AAC", "embodied.policies.aacd:AACCfg"),
     "tbsac": ("embodied.policies.tbsac:TBSAC", "embodied.policies.tbsac:TBSACCfg"),
+    "relic": ("embodied.policies.relic:ReLIC", "embodied.policies.relic:ReLICCfg"),
+    "lstm_nav": ("embodied.policies.relic:LSTMNav", "embodied.policies.relic:LSTMNavCfg"),
 }

@@ -223,6 +223,15 @@ class PPO(Learner):
         metrics["charts/learning_rate"] = lr
         return metrics
 
+    def _evaluate_actions(self, obs: Any, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Log-probabilities (B,) and entropies (B,) of ``actions`` under the current policy, and values (B,).
+
+        The one place the loss meets the networks: a learner with another action distribution or a
+        trunk shared by actor and critic (ReLIC's transformer) overrides this and keeps the loss.
+        """
+        mean, std = self.actor(obs)
+        return GaussianActor.log_prob(mean, std, actions), GaussianActor.entropy(std), self.critic(obs)
+
     def _minibatch_step(
         self,
         obs: torch.Tensor,
@@ -233,8 +242,8 @@ class PPO(Learner):
         returns: torch.Tensor,
     ) -> dict[str, torch.Tensor]:
         cfg = self.cfg
-        mean, std = self.actor(obs)
-        logratio = GaussianActor.log_prob(mean, std, actions) - old_logprobs
+        new_logprobs, entropy, values = self._evaluate_actions(obs, actions)
+        logratio = new_logprobs - old_logprobs
         ratio = logratio.exp()
         if cfg.norm_adv:
             advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
@@ -242,13 +251,12 @@ class PPO(Learner):
         # Clipped surrogate objective (a loss to minimise).
         pg_loss = torch.max(-advantages * ratio, -advantages * ratio.clamp(1 - cfg.clip_coef, 1 + cfg.clip_coef)).mean()
 
-        values = self.critic(obs)
         if cfg.clip_vloss:
             clipped = old_values + (values - old_values).clamp(-cfg.clip_coef, cfg.clip_coef)
             v_loss = 0.5 * torch.max((values - returns).square(), (clipped - returns).square()).mean()
         else:
             v_loss = 0.5 * (values - returns).square().mean()
-        entropy = GaussianActor.entropy(std).mean()
+        entropy = entropy.mean()
         loss = pg_loss - cfg.ent_coef * entropy + cfg.vf_coef * v_loss
 
         for p in self._params:

@@ -13,10 +13,12 @@ Task
     discrete policy sends a one-hot and continuous-action learners work unchanged.
 
 Observation
-    ``(N, size*size + 1)`` with ``obs_mode="onehot"`` (the agent's cell, one-hot) or ``(N, 3)``
-    with ``"xy"`` (the cell's x and y scaled to [-1, 1]); the last entry is 1 on the first step of
-    a trial and 0 otherwise. A learner with memory reads it to clear that memory: episode ends
-    are ``truncated``, and only a new trial means a new goal. No goal information.
+    ``(N, size*size + 2)`` with ``obs_mode="onehot"`` (the agent's cell, one-hot) or ``(N, 4)``
+    with ``"xy"`` (the cell's x and y scaled to [-1, 1]), then the previous step's reward (0 on an
+    episode's first step: in-context learners take the reward as an input, and in the observation
+    it reaches a policy that only acts, as in evaluation), then 1 on the first step of a trial and
+    0 otherwise (a learner with memory clears it there: episode ends are ``truncated``, and only a
+    new trial means a new goal). No goal information.
 
 Info (besides the contract's)
     ``episode_in_trial`` (N,) long: index within its trial of the episode the step belonged to;
@@ -88,7 +90,7 @@ class DarkroomEnv(BatchedEnv):
                 f"Darkroom needs size >= 2, trial_episodes >= 1 and heldout_every >= 2 "
                 f"(got {cfg.size}, {cfg.trial_episodes}, {cfg.heldout_every})"
             )
-        obs_dim = cfg.size * cfg.size + 1 if cfg.obs_mode == "onehot" else 3
+        obs_dim = (cfg.size * cfg.size if cfg.obs_mode == "onehot" else 2) + 2
         low = 0.0 if cfg.obs_mode == "onehot" else -1.0
         self._set_spaces(
             gymnasium.spaces.Box(low, 1.0, (obs_dim,), np.float32),
@@ -104,6 +106,7 @@ class DarkroomEnv(BatchedEnv):
         """Index of the current episode within its trial."""
         self.reached = torch.zeros(n, dtype=torch.bool, device=dev)
         """The agent has stood on the goal in the current episode."""
+        self.last_reward = torch.zeros(n, device=dev)
         self._new_trial = torch.ones(n, dtype=torch.bool, device=dev)
         """Envs whose next reset starts a new trial (explicit ``reset`` calls always do)."""
         self._reset_ids(self.all_env_ids)
@@ -128,6 +131,7 @@ class DarkroomEnv(BatchedEnv):
         start = draws[1] % (cfg.size * cfg.size) if cfg.random_start else torch.zeros_like(draws[1])
         self.pos[env_ids] = torch.stack([start % cfg.size, start // cfg.size], dim=-1)
         self.reached[env_ids] = False
+        self.last_reward[env_ids] = 0.0
         self._new_trial[env_ids] = False
 
     def _apply_action(self, action: torch.Tensor) -> None:
@@ -135,17 +139,17 @@ class DarkroomEnv(BatchedEnv):
 
     def _observe(self) -> torch.Tensor:
         cfg = self.cfg
-        trial_start = ((self.episode_index == 0) & (self.episode_length == 0)).float().unsqueeze(-1)
+        trial_start = ((self.episode_index == 0) & (self.episode_length == 0)).float()
         if cfg.obs_mode == "onehot":
-            cell = self.pos[:, 1] * cfg.size + self.pos[:, 0]
-            onehot = torch.nn.functional.one_hot(cell, cfg.size * cfg.size).float()
-            return torch.cat([onehot, trial_start], dim=-1)
-        xy = self.pos.float() * (2.0 / (cfg.size - 1)) - 1.0
-        return torch.cat([xy, trial_start], dim=-1)
+            cell = torch.nn.functional.one_hot(self.pos[:, 1] * cfg.size + self.pos[:, 0], cfg.size * cfg.size).float()
+        else:
+            cell = self.pos.float() * (2.0 / (cfg.size - 1)) - 1.0
+        return torch.cat([cell, self.last_reward.unsqueeze(-1), trial_start.unsqueeze(-1)], dim=-1)
 
     def _reward_and_termination(self, action: torch.Tensor) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
         on_goal = (self.pos == self.goal).all(dim=-1)
         self.reached |= on_goal
+        self.last_reward = on_goal.float()
         # What the step's info reports about the episode, read before a same-step autoreset changes it.
         self._step_info = {"episode_in_trial": self.episode_index.clone(), "success": self.reached.clone()}
         terminated = torch.zeros(self.num_envs, dtype=torch.bool, device=self.device)
@@ -162,7 +166,7 @@ class DarkroomEnv(BatchedEnv):
         return obs, reward, terminated, truncated, info
 
     # ------------------------------------------------------------------ state and rendering
-    _STATE = ("pos", "goal", "episode_index", "reached", "_new_trial")
+    _STATE = ("pos", "goal", "episode_index", "reached", "last_reward", "_new_trial")
 
     def _sim_state(self) -> dict[str, Any]:
         return {name: getattr(self, name).clone() for name in self._STATE}

@@ -1,0 +1,172 @@
+"""In-context learning on Nav/Darkroom-v0: ReLIC vs the RL^2 LSTM, by episode index within held-out trials.
+
+    .venv/bin/python bench/nav_learning.py                 # train both (resumable pieces), evaluate, time the cache
+    .venv/bin/python bench/nav_learning.py --report        # print bench/results/nav_learning.json
+
+Each method trains through the one loop (``embodied train Nav/Darkroom-v0 --algo relic`` /
+``--algo lstm_nav``) on the training goal cells, then plays ``--trials`` trials whose goals are the
+held-out cells (never a training goal), sampling from its policy; the report gives success rate
+and mean return for each episode index within the trial, next to a uniformly random policy's.
+``relic.step_ms.<context>`` is the per-step latency of acting with the KV cache after a context of
+that many steps (one env), ``relic.step_ms_recompute.<context>`` the same step done by recomputing
+the whole sequence (measured where it takes under a minute, extrapolated quadratically otherwise,
+as the JSON says). Pieces are JSON files in ``bench/results/nav_learning/``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from pieces import REPO, code_state, machine, run_piece  # noqa: E402
+
+from embodied.policies.train import TrainCfg, build_env, load_policy, train  # noqa: E402
+
+TASK = "Nav/Darkroom-v0"
+RESULTS = REPO / "bench" / "results"
+PIECES = RESULTS / "nav_learning"
+
+
+@torch.no_grad()
+def trial_curve(
+    learner: Any,
+    trials: int,
+    trial_episodes: int,
+    seed: int,
+    goals: str = "heldout",
+    task_overrides: dict | None = None,
+) -> dict[str, list[float]]:
+    """Success rate and mean return per episode index over ``trials`` trials (one env each), goals from ``goals``.
+
+    ``learner=None`` plays uniformly random actions (the floor).
+    """
+    overrides = {**(task_overrides or {}), "trial_episodes": trial_episodes, "goals": goals}
+    env = build_env(TASK, trials, "cpu", seed, overrides)
+    obs, _ = env.reset(seed=seed)
+    success = torch.zeros(trial_episodes)
+    returns = torch.zeros(trial_episodes)
+    for _ in range(trial_episodes * env.max_episode_steps):
+        action = env.random_action() if learner is None else learner.act(obs, deterministic=True)
+        obs, _, terminated, truncated, info = env.step(action)
+        done = terminated | truncated
+        if learner is not None:
+            learner.episodes_ended(done)
+        if done.any():
+            index = info["episode_in_trial"][done]
+            success.index_add_(0, index, info["success"][done].float())
+            returns.index_add_(0, index, info["episode_return"][done])
+    env.close()
+    return {"success_by_episode": (success / trials).tolist(), "return_by_episode": (returns / trials).tolist()}
+
+
+def train_piece(algo: str, args: argparse.Namespace) -> dict[str, Any]:
+    torch.set_num_threads(1)
+    run_dir = PIECES / f"run_{algo}"
+    t0 = time.perf_counter()
+    resume = run_dir if (run_dir / "checkpoint.pt").exists() else None
+    cfg = TrainCfg(
+        total_steps=args.steps,
+        num_envs=16,
+        seed=args.seed,
+        run_dir=str(run_dir),
+        progress=False,
+        eval_episodes=0,
+        checkpoint_every=50_000,
+    )
+    train(
+        TASK,
+        algo,
+        cfg,
+        task_overrides={"trial_episodes": args.trial_episodes},
+        resume=resume,
+        total_steps=args.steps if resume else None,
+    )
+    learner, _ = load_policy(run_dir / "checkpoint.pt")
+    curve = trial_curve(learner, args.trials, args.trial_episodes, seed=10_000 + args.seed)
+    return {
+        "algo": algo,
+        "train_steps": args.steps,
+        "train_s": time.perf_counter() - t0,
+        **curve,
+        "machine": machine(),
+        "code": code_state("policies/relic.py", "policies/kv_transformer.py"),
+    }
+
+
+def latency_piece(context: int) -> dict[str, Any]:
+    """Per-step ms with the KV cache after ``context`` steps, and by recomputing the whole sequence."""
+    from embodied.policies.kv_transformer import context_mask
+    from embodied.policies.relic import ReLIC, ReLICCfg
+
+    torch.set_num_threads(1)
+    env = build_env(TASK, 1, "cpu", 0)
+    cfg = ReLICCfg(eval_max_context=context + 16)
+    learner = ReLIC(cfg, env.single_observation_space, env.single_action_space, 1)
+    ctx = learner._context(1, deterministic=True)
+    ctx.p = context  # a full context of (zero) tokens: the cache's cost does not depend on their values
+    obs, _ = env.reset(seed=0)
+    for _ in range(3):
+        learner.act(obs, deterministic=True)
+    reps = 20
+    t0 = time.perf_counter()
+    for _ in range(reps):
+        learner.act(obs, deterministic=True)
+    cached = (time.perf_counter() - t0) / reps * 1e3
+    out: dict[str, Any] = {"context": context, "step_ms": cached, "cache_mib": ctx.cache.nbytes() / 2**20}
+    if context <= 8192:
+        n = ctx.p
+        with torch.no_grad():
+            t0 = time.perf_counter()
+            learner.model(ctx.tokens[:, :n], context_mask(ctx.seg, 0, n))
+            out["step_ms_recompute"] = (time.perf_counter() - t0) * 1e3
+        out["recompute"] = "measured: one forward over the whole context (what a step costs without a cache)"
+    else:
+        out["recompute"] = "extrapolated quadratically from 8k (attention over n^2 pairs; the mask alone is n^2 bytes)"
+    env.close()
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--steps", type=int, default=300_000)
+    parser.add_argument("--trial-episodes", type=int, default=5)
+    parser.add_argument("--trials", type=int, default=200)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--algos", nargs="+", default=["relic", "lstm_nav"])
+    parser.add_argument("--report", action="store_true", help="print the stored JSON and exit")
+    args = parser.parse_args()
+    out_path = RESULTS / "nav_learning.json"
+    if args.report:
+        print(out_path.read_text())
+        return
+    report: dict[str, Any] = {"task": TASK, "trial_episodes": args.trial_episodes, "held_out_trials": args.trials}
+    report["random"] = run_piece(PIECES, "random", lambda: trial_curve(None, args.trials, args.trial_episodes, 10_001))
+    names = {"relic": "relic", "lstm_nav": "lstm"}
+    for algo in args.algos:
+        report[names[algo]] = run_piece(
+            PIECES, f"train_{algo}_{args.steps}_s{args.seed}", lambda a=algo: train_piece(a, args)
+        )
+    step_ms, recompute = {}, {}
+    for context in (1024, 8192, 65536):
+        piece = run_piece(PIECES, f"latency_{context}", lambda c=context: latency_piece(c))
+        step_ms[str(context)] = piece["step_ms"]
+        if "step_ms_recompute" in piece:
+            recompute[str(context)] = piece["step_ms_recompute"]
+    recompute["65536"] = recompute["8192"] * 64
+    report.setdefault("relic", {})
+    report["relic"]["step_ms"] = step_ms
+    report["relic"]["step_ms_recompute"] = recompute
+    report["relic"]["step_ms_recompute_note"] = "1k and 8k measured; 64k extrapolated as 8k x 64 (quadratic)"
+    out_path.write_text(json.dumps(report, indent=2))
+    print(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()

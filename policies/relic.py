@@ -1,0 +1,419 @@
+"""ReLIC (Elawady et al. 2024): in-context RL with a transformer over a whole trial, PPO with partial updates.
+
+A **trial** is many consecutive episodes of one task instance (one Darkroom goal, one house);
+the policy attends over everything it has seen in the trial, so it can explore in the first
+episodes and exploit what it found in the later ones. Per step the learner builds one token
+(:class:`~embodied.policies.kv_transformer.TokenEmbed`: observation, previous action, an
+episode-boundary flag, the step within the episode) and runs the causal transformer of
+``kv_transformer.py`` on it with a KV cache (one token's work per step, whatever the context).
+
+**Partial updates.** Training envs keep one context each (a shared timeline of ``max_context``
+steps). Every ``update_every`` steps PPO updates on the steps since the last update while their
+queries attend over the whole context so far (the older keys and values are read from the cache,
+without gradient, as in Transformer-XL), the context carries on, and then the cached keys, values
+and value predictions of the context are **refreshed** with the new weights (recomputed in blocks
+of ``refresh_block`` queries), so acting never reads stale keys. PPO's loss is
+:meth:`PPO._minibatch_step`; minibatches split envs, never time. GAE runs over the trial: an
+episode end inside a trial is not a done (the value of a step counts the reward of later episodes,
+RL^2's objective); a trial's end is (``info[trial_done_key]``; a task without that key ends its
+trial with every episode). The newest step of a chunk bootstraps from the value of the token the
+env reached (``info["final_obs"]``).
+
+**Trials and the task.** The observation entry ``trial_flag_index`` is 1 on a trial's first step
+(``Nav/Darkroom-v0`` puts it last, with the previous reward just before it: the reward reaches
+the policy through the observation, so ``evaluate``, which calls only ``act``, sees it too). That
+flag starts a new segment: attention never crosses a trial boundary, and once no env needs the
+old trial its steps are dropped from the timeline (compaction). A context longer than
+``max_context`` keeps its newest half (a sliding window).
+
+**Actions.** A categorical policy over the action vector's entries: the env receives +1 at the
+chosen entry and -1 elsewhere (the "argmax of scores" convention of the Nav tasks).
+
+**The baseline** ``--algo lstm_nav`` (:class:`LSTMNav`): the same tokens, an LSTM instead of the
+transformer, memory kept across the episodes of a trial and cleared at a new one (RL^2), trained
+by the same partial updates with truncated back-propagation over each chunk from the memory at
+its start.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal, NamedTuple
+
+import gymnasium
+import torch
+from torch import nn
+
+from embodied.policies.base import Learner
+from embodied.policies.buffers import gae
+from embodied.policies.kv_transformer import CausalTransformer, TokenEmbed, context_mask
+from embodied.policies.nets import RunningMeanStd, flat_box_dim
+from embodied.policies.ppo import PPO, PPOCfg
+from embodied.policies.relic_context import Context
+
+
+@dataclass
+class ReLICCfg(PPOCfg):
+    """PPO's hyperparameters (ReLIC's: clip 0.2, 4 epochs) plus the sequence model and partial updates."""
+
+    hidden: int = 64
+    """Width of the tokens and of the transformer (or the LSTM's hidden size)."""
+    layers: int = 2
+    heads: int = 4
+    mlp_ratio: int = 4
+    sink_kv: bool = True
+    """Sink-KV: a learnable (zero-initialised) key and value per head in every attention layer."""
+    max_context: int = 1024
+    """Steps of context each training env keeps (the cache's capacity); evaluation contexts grow to
+    ``eval_max_context``."""
+    eval_max_context: int = 65_536
+    cache_dtype: Literal["float32", "bfloat16"] = "float32"
+    """Precision of the KV cache (bfloat16 halves its memory; attention then runs in bfloat16)."""
+    update_every: int = 100
+    """Partial update period in steps per env (at most half of ``max_context``)."""
+    refresh_block: int = 1024
+    """Queries per block when the cache is recomputed after an update."""
+    max_episode_steps: int = 128
+    """Size of the step-within-episode embedding (later steps share the last entry)."""
+    trial_flag_index: int | None = -1
+    """Observation entry that is 1 on a trial's first step; None: every episode is its own trial."""
+    trial_done_key: str = "trial_done"
+    """``info`` key marking a step that ends a trial (GAE's done)."""
+    eval_policy: Literal["sample", "greedy"] = "sample"
+    """What ``act(deterministic=True)`` (evaluation) does: sample from the policy (its exploration is part
+    of in-context learning; an argmax policy can circle forever in a room it has not explored) or argmax."""
+    sequence_minibatches: int = 2
+    """Minibatches per epoch, each a set of envs with their whole chunk (at most one per env)."""
+    update_epochs: int = 4
+    learning_rate: float = 1e-3
+    ent_coef: float = 0.01
+    clip_vloss: bool = False
+    norm_obs: bool = False
+    max_grad_norm: float = 1.0
+
+
+@dataclass
+class LSTMNavCfg(ReLICCfg):
+    """The RL^2 baseline: ReLIC's tokens and partial updates with an LSTM core."""
+
+    hidden: int = 128
+
+
+class _Chunk(NamedTuple):
+    """What PPO's loss passes to :meth:`ReLIC._evaluate_actions`: the envs of a minibatch."""
+
+    rows: torch.Tensor
+
+
+class ReLIC(PPO):
+    """In-context PPO with a KV-cached causal transformer over the trial (see the module docstring)."""
+
+    name = "relic"
+    default_num_envs = 16
+    default_total_steps = 400_000
+
+    def __init__(
+        self,
+        cfg: ReLICCfg,
+        observation_space: gymnasium.Space,
+        action_space: gymnasium.spaces.Box,
+        num_envs: int,
+        device: str | torch.device = "cpu",
+    ) -> None:
+        # PPO's loss and reward scaling are reused; its Gaussian MLPs and flat rollout buffer are not built.
+        Learner.__init__(self, cfg, observation_space, action_space, num_envs, device)
+        self.obs_dim = flat_box_dim(observation_space, "observation", self.name)
+        self.num_actions = flat_box_dim(action_space, "action", self.name)
+        if not 0 < cfg.update_every <= cfg.max_context // 2:
+            raise ValueError(
+                f"{self.name}: update_every={cfg.update_every} must be in [1, max_context // 2 = {cfg.max_context // 2}]"
+            )
+        self.num_steps = cfg.update_every
+        self.batch_size = cfg.update_every * num_envs
+        self.model = self._build_model().to(self.device)
+        self._params = list(self.model.parameters())
+        self.optimizer = torch.optim.Adam(self._params, lr=cfg.learning_rate, eps=1e-5)
+        self.obs_rms = RunningMeanStd((self.obs_dim,), self.device)
+        self.return_rms = RunningMeanStd((), self.device)
+        self.discounted_return = torch.zeros(num_envs, device=self.device)
+        self.ctx = self._new_context(num_envs, cfg.max_context)
+        self.eval_ctx: Context | None = None
+        self._mode = "train"
+        self._last: tuple[torch.Tensor, ...] | None = None
+        self._bootstrap_token: torch.Tensor | None = None
+        self.num_transitions = 0
+        self.num_updates = 0
+
+    # ------------------------------------------------------------------ the core (the LSTM baseline overrides these)
+    def _build_model(self) -> nn.Module:
+        c = self.cfg
+        return CausalTransformer(
+            self.obs_dim, self.num_actions, c.hidden, c.layers, c.heads, c.mlp_ratio, c.sink_kv, c.max_episode_steps
+        )
+
+    def _new_context(self, batch: int, capacity: int) -> Context:
+        dtype = torch.bfloat16 if self.cfg.cache_dtype == "bfloat16" else torch.float32
+        ctx = Context(batch, capacity, self.obs_dim + 3, self.num_actions, self.device)
+        ctx.cache = self.model.new_cache(batch, capacity + 1, dtype)  # + the bootstrap token's slot
+        return ctx
+
+    def _core_step(self, ctx: Context, write: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits (B, A) and values (B,) of the token at position ``ctx.p`` (already in ``ctx.tokens``)."""
+        p = ctx.p
+        mask = context_mask(ctx.seg, p, p + 1)
+        logits, values = self.model(ctx.tokens[:, p : p + 1], mask, ctx.cache, p)
+        return logits[:, 0], values[:, 0]
+
+    def _core_chunk(self, ctx: Context, rows: torch.Tensor, start: int, end: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits (b, n, A) and values (b, n) of positions ``[start, end)`` of envs ``rows``, with gradients."""
+        seg = ctx.seg[rows]
+        mask = context_mask(seg, start, end)
+        return self.model(ctx.tokens[rows, start:end], mask, ctx.cache, start, write=False, rows=rows)
+
+    @torch.no_grad()
+    def _core_refresh(self, ctx: Context) -> None:
+        """Recompute the cached keys and values (and value predictions) of the whole context with the current weights."""
+        block = self.cfg.refresh_block
+        for start in range(0, ctx.p, block):
+            end = min(ctx.p, start + block)
+            _, values = self.model(ctx.tokens[:, start:end], context_mask(ctx.seg, start, end), ctx.cache, start)
+            ctx.values[:, start:end] = values
+
+    # ------------------------------------------------------------------ acting
+    def _context(self, batch: int, deterministic: bool) -> Context:
+        if not deterministic:
+            self._mode = "train"
+            return self.ctx
+        if self._mode != "eval" or self.eval_ctx is None or self.eval_ctx.batch != batch:
+            self.eval_ctx = self._new_context(batch, self.cfg.eval_max_context)  # a fresh evaluation
+        self._mode = "eval"
+        return self.eval_ctx
+
+    @torch.no_grad()
+    def act(self, obs: torch.Tensor, deterministic: bool = False) -> torch.Tensor:
+        """Actions (num_envs, A): +1 at the sampled (or most likely) entry, -1 elsewhere."""
+        obs = obs.to(self.device, torch.float32)
+        ctx = self._context(obs.shape[0], deterministic)
+        if ctx.p == ctx.capacity:
+            self._make_room(ctx)
+        flag = self.cfg.trial_flag_index
+        new_trial = obs[:, flag] > 0.5 if flag is not None else ctx.boundary.clone()
+        ctx.push(self._obs_features(obs), new_trial)
+        logits, values = self._core_step(ctx)
+        dist = torch.distributions.Categorical(logits=logits)
+        greedy = deterministic and self.cfg.eval_policy == "greedy"
+        action = logits.argmax(-1) if greedy else dist.sample()
+        ctx.record_action(action, dist.log_prob(action), values)
+        env_action = torch.nn.functional.one_hot(action, self.num_actions).float() * 2.0 - 1.0
+        self._last = (env_action, action) if not deterministic else None
+        return env_action
+
+    def _obs_features(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.obs_rms.normalize(obs, self.cfg.clip_obs) if self.cfg.norm_obs else obs
+
+    def episodes_ended(self, done: torch.Tensor) -> None:
+        """Envs where ``done``: the next token carries the episode-boundary flag (memory stays: same trial)."""
+        ctx = self.ctx if self._mode == "train" else self.eval_ctx
+        if ctx is not None and ctx.batch == done.shape[0]:
+            ctx.boundary |= done.to(self.device)
+
+    # ------------------------------------------------------------------ storing
+    @torch.no_grad()
+    def observe(
+        self,
+        obs: torch.Tensor,
+        action: torch.Tensor,
+        reward: torch.Tensor,
+        next_obs: torch.Tensor,
+        terminated: torch.Tensor,
+        truncated: torch.Tensor,
+        info: dict[str, Any] | None = None,
+    ) -> None:
+        """Store the reward and the trial-level done of the step just acted; at a chunk's end, its bootstrap token."""
+        if self._last is None or self._last[0] is not action:
+            raise ValueError(
+                f"{self.name} stores only actions from its own act(): its context has already moved on, "
+                "so other actions cannot be evaluated"
+            )
+        self._last = None
+        dev, ctx = self.device, self.ctx
+        done = (terminated | truncated).to(dev)
+        trial_done = info.get(self.cfg.trial_done_key) if info else None
+        trial_done = done if trial_done is None else trial_done.to(dev) | terminated.to(dev)
+        if self.cfg.norm_obs:
+            self.obs_rms.update(obs.to(dev, torch.float32))
+        t = ctx.p - 1
+        ctx.rewards[:, t] = self._scale_reward(reward.to(dev, torch.float32), trial_done)
+        ctx.dones[:, t] = trial_done.float()
+        self.num_transitions += self.num_envs
+        if ctx.p - ctx.p0 >= self.cfg.update_every:
+            # The token the env reached, for V at the chunk's end (exact unless an episode ended there).
+            features = self._obs_features(next_obs.to(dev, torch.float32))
+            self._bootstrap_token = ctx.token(features, ctx.prev_action, done & ~trial_done, ctx.step_in_episode)
+
+    def ready_to_update(self) -> bool:
+        return self.ctx.p - self.ctx.p0 >= self.cfg.update_every
+
+    # ------------------------------------------------------------------ the algorithm
+    def _evaluate_actions(self, obs: _Chunk, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        ctx = self.ctx
+        logits, values = self._core_chunk(ctx, obs.rows, ctx.p0, ctx.p)
+        dist = torch.distributions.Categorical(logits=logits.flatten(0, 1))
+        return dist.log_prob(actions), dist.entropy(), values.flatten()
+
+    def update(self) -> dict[str, float]:
+        """PPO on the chunk since the last update, attending over the context; then refresh and compact."""
+        cfg, ctx = self.cfg, self.ctx
+        lr = cfg.learning_rate
+        if cfg.lr_anneal_steps:
+            lr *= max(0.0, 1.0 - (self.num_transitions - self.batch_size) / cfg.lr_anneal_steps)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        p0, p = ctx.p0, ctx.p
+        with torch.no_grad():
+            last_value = self._bootstrap_value()
+            adv, ret = gae(
+                ctx.rewards[:, p0:p].T,
+                ctx.values[:, p0:p].T,
+                ctx.dones[:, p0:p].T,
+                last_value,
+                cfg.gamma,
+                cfg.gae_lambda,
+            )
+            adv, ret = adv.T, ret.T  # (B, n)
+        sums: dict[str, torch.Tensor] = {}
+        count = 0
+        for _ in range(cfg.update_epochs):
+            for rows in torch.randperm(self.num_envs, device=self.device).tensor_split(
+                min(cfg.sequence_minibatches, self.num_envs)
+            ):
+                stats = self._minibatch_step(
+                    _Chunk(rows),
+                    ctx.actions[rows, p0:p].flatten(),
+                    ctx.logprobs[rows, p0:p].flatten(),
+                    ctx.values[rows, p0:p].flatten(),
+                    adv[rows].flatten(),
+                    ret[rows].flatten(),
+                )
+                for key, value in stats.items():
+                    sums[key] = sums[key] + value if key in sums else value
+                count += 1
+            if cfg.target_kl is not None and float(stats["losses/approx_kl"]) > cfg.target_kl:
+                break
+        explained_var = 1.0 - (ret - ctx.values[:, p0:p]).var() / ret.var().clamp_min(1e-8)
+        self._core_refresh(ctx)
+        ctx.p0 = p
+        ctx.compact(ctx.trial_starts(), keep=cfg.max_context - cfg.update_every)
+        self.num_updates += 1
+        keys = list(sums)
+        values = torch.stack([sums[k] / count for k in keys] + [explained_var]).tolist()
+        metrics = dict(zip([*keys, "losses/explained_variance"], values, strict=True))
+        metrics["charts/learning_rate"] = lr
+        metrics["charts/context_length"] = float(ctx.p)
+        return metrics
+
+    @torch.no_grad()
+    def _bootstrap_value(self) -> torch.Tensor:
+        """V of the token each env reached after the chunk (position ``p``, written but not kept)."""
+        ctx = self.ctx
+        ctx.tokens[:, ctx.p] = self._bootstrap_token
+        ctx.seg[:, ctx.p] = ctx.trial_id
+        _, values = self._core_step(ctx, write=False)
+        return values
+
+    def _make_room(self, ctx: Context) -> None:
+        """A full context keeps its current trials, or its newest half (training's chunk is never dropped)."""
+        if ctx is not self.ctx:
+            ctx.p0 = ctx.p  # evaluation has no chunk waiting for an update
+        ctx.compact(ctx.trial_starts(), keep=ctx.capacity // 2)
+
+    # ------------------------------------------------------------------ checkpoints
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "obs_rms": self.obs_rms.state_dict(),
+            "return_rms": self.return_rms.state_dict(),
+            "discounted_return": self.discounted_return.clone(),
+            "context": self.ctx.state_dict(),
+            "bootstrap_token": self._bootstrap_token,
+            "counters": {"num_transitions": self.num_transitions, "num_updates": self.num_updates},
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.obs_rms.load_state_dict(state["obs_rms"])
+        self.return_rms.load_state_dict(state["return_rms"])
+        self.discounted_return.copy_(state["discounted_return"])
+        self.ctx.load_state_dict(state["context"])
+        self._bootstrap_token = state["bootstrap_token"]
+        self.num_transitions = int(state["counters"]["num_transitions"])
+        self.num_updates = int(state["counters"]["num_updates"])
+        self._last, self._mode, self.eval_ctx = None, "train", None
+
+    def policy_state_dict(self) -> dict[str, Any]:
+        """The model and the observation statistics: enough for ``act``."""
+        return {"model": self.model.state_dict(), "obs_rms": self.obs_rms.state_dict()}
+
+    def load_policy_state_dict(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        self.obs_rms.load_state_dict(state["obs_rms"])
+
+
+class LSTMCore(nn.Module):
+    """The RL^2 baseline's network: ReLIC's token embedding, an LSTM, policy and value heads."""
+
+    def __init__(self, obs_dim: int, num_actions: int, hidden: int, max_episode_steps: int) -> None:
+        super().__init__()
+        self.embed = TokenEmbed(obs_dim, num_actions, hidden, max_episode_steps)
+        self.cell = nn.LSTMCell(hidden, hidden)
+        self.policy = nn.Linear(hidden, num_actions)
+        self.value = nn.Linear(hidden, 1)
+        nn.init.orthogonal_(self.policy.weight, 0.01)
+        nn.init.zeros_(self.policy.bias)
+
+    def unroll(
+        self, raw: torch.Tensor, starts: torch.Tensor, memory: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Tokens (B, n, T) from ``memory`` (B, 2H), cleared where ``starts`` (B, n): logits, values, new memory."""
+        x = self.embed(raw)
+        keep = (~starts).unsqueeze(-1).to(memory.dtype)
+        hs = []
+        for t in range(raw.shape[1]):
+            h, c = self.cell(x[:, t], tuple((memory * keep[:, t]).chunk(2, dim=-1)))
+            memory = torch.cat([h, c], dim=-1)
+            hs.append(h)
+        h = torch.stack(hs, dim=1)
+        return self.policy(h), self.value(h).squeeze(-1), memory
+
+
+class LSTMNav(ReLIC):
+    """RL^2: ReLIC's tokens and partial updates with an LSTM whose memory spans the trial."""
+
+    name = "lstm_nav"
+
+    def _build_model(self) -> nn.Module:
+        return LSTMCore(self.obs_dim, self.num_actions, self.cfg.hidden, self.cfg.max_episode_steps)
+
+    def _new_context(self, batch: int, capacity: int) -> Context:
+        ctx = Context(batch, capacity, self.obs_dim + 3, self.num_actions, self.device)
+        ctx.memory = torch.zeros(batch, 2 * self.cfg.hidden, device=self.device)
+        ctx.memory0 = ctx.memory.clone()
+        return ctx
+
+    def _core_step(self, ctx: Context, write: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+        p = ctx.p
+        logits, values, memory = self.model.unroll(ctx.tokens[:, p : p + 1], ctx.starts[:, p : p + 1], ctx.memory)
+        if write:
+            ctx.memory = memory
+        return logits[:, 0], values[:, 0]
+
+    def _core_chunk(self, ctx: Context, rows: torch.Tensor, start: int, end: int) -> tuple[torch.Tensor, torch.Tensor]:
+        logits, values, _ = self.model.unroll(
+            ctx.tokens[rows, start:end], ctx.starts[rows, start:end], ctx.memory0[rows]
+        )
+        return logits, values
+
+    def _core_refresh(self, ctx: Context) -> None:
+        ctx.memory0 = ctx.memory.clone()  # the next chunk replays from here (RL^2 keeps, never recomputes, memory)

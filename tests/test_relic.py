@@ -1,0 +1,234 @@
+"""ReLIC: the KV cache is exact, Sink-KV learns from zero, refreshed caches match recomputation, a 64k
+context fits, resume through the one loop is bit-identical, and a short run learns in context."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+import embodied
+from embodied.policies import LEARNERS
+from embodied.policies.checkpoint import first_difference, load_checkpoint
+from embodied.policies.kv_transformer import CausalTransformer, context_mask
+from embodied.policies.relic import LSTMNav, LSTMNavCfg, ReLIC, ReLICCfg
+from embodied.policies.train import TrainCfg, load_policy, train
+
+TASK = "Nav/Darkroom-v0"
+
+
+def random_tokens(b: int, n: int, obs_dim: int = 10, actions: int = 5) -> torch.Tensor:
+    g = torch.Generator().manual_seed(0)
+    return torch.cat(
+        [
+            torch.randn(b, n, obs_dim, generator=g),
+            torch.randint(0, actions + 1, (b, n, 1), generator=g).float(),
+            torch.randint(0, 2, (b, n, 1), generator=g).float(),
+            torch.randint(0, 200, (b, n, 1), generator=g).float(),
+        ],
+        dim=-1,
+    )
+
+
+def model(sink_kv: bool, nonzero_sink: bool = True) -> CausalTransformer:
+    torch.manual_seed(0)
+    m = CausalTransformer(10, 5, 32, 2, 4, 4, sink_kv, 128)
+    if sink_kv and nonzero_sink:  # a trained sink, so the test sees it act
+        for block in m.blocks:
+            torch.nn.init.normal_(block.attn.sink_k)
+            torch.nn.init.normal_(block.attn.sink_v)
+    return m
+
+
+def segments(b: int, n: int) -> torch.Tensor:
+    """Trial ids: env 0 one trial, env 1 a new trial at 20, env 2 at 7 and 30."""
+    seg = torch.zeros(b, n, dtype=torch.long)
+    seg[1, 20:] = 1
+    seg[2, 7:] = 1
+    seg[2, 30:] = 2
+    return seg
+
+
+@pytest.mark.parametrize("sink_kv", [False, True], ids=["no_sink", "sink_kv"])
+def test_kv_cached_steps_equal_full_recomputation(sink_kv):
+    m, (b, n) = model(sink_kv), (3, 40)
+    raw, seg = random_tokens(b, n), segments(b, n)
+    with torch.no_grad():
+        full_logits, full_values = m(raw, context_mask(seg, 0, n))
+        cache = m.new_cache(b, 64)
+        steps = [m(raw[:, t : t + 1], context_mask(seg, t, t + 1), cache, t) for t in range(n)]
+        # The training path: a chunk attending over the cached past, without writing.
+        chunk_logits, chunk_values = m(raw[:, 25:], context_mask(seg, 25, n), cache, 25, write=False)
+    logits = torch.cat([s[0] for s in steps], dim=1)
+    values = torch.cat([s[1] for s in steps], dim=1)
+    torch.testing.assert_close(logits, full_logits, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(values, full_values, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(chunk_logits, full_logits[:, 25:], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(chunk_values, full_values[:, 25:], atol=1e-5, rtol=1e-5)
+
+
+def test_trials_do_not_attend_to_each_other():
+    m, (b, n) = model(True), (3, 40)
+    raw, seg = random_tokens(b, n), segments(b, n)
+    changed = raw.clone()
+    changed[2, :7, :10] += 1.0  # the observations of env 2's first trial
+    with torch.no_grad():
+        a, _ = m(raw, context_mask(seg, 0, n))
+        c, _ = m(changed, context_mask(seg, 0, n))
+    assert torch.equal(a[2, 7:], c[2, 7:]) and not torch.equal(a[2, :7], c[2, :7])
+
+
+def test_sink_kv_starts_at_zero_and_gets_gradients():
+    m, (b, n) = model(True, nonzero_sink=False), (3, 40)
+    sinks = [p for blk in m.blocks for p in (blk.attn.sink_k, blk.attn.sink_v)]
+    assert all(torch.equal(p, torch.zeros_like(p)) for p in sinks)
+    logits, values = m(random_tokens(b, n), context_mask(segments(b, n), 0, n))
+    (logits.square().sum() + values.square().sum()).backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in sinks)
+    assert all(not hasattr(blk.attn, "sink_q") for blk in m.blocks)  # the sink has no query
+
+
+def darkroom_learner(cls=ReLIC, cfg=None, num_envs: int = 4):
+    env = embodied.make(TASK, num_envs=num_envs, seed=0, trial_episodes=2)
+    learner = cls(
+        cfg or ReLICCfg(max_context=512, update_every=50),
+        env.single_observation_space,
+        env.single_action_space,
+        num_envs,
+    )
+    return env, learner
+
+
+def test_refreshed_cache_equals_recomputation_with_new_weights():
+    torch.manual_seed(0)
+    env, learner = darkroom_learner()
+    obs, _ = env.reset(seed=0)
+    for _ in range(130):  # across an episode boundary
+        action = learner.act(obs)
+        obs, reward, term, trunc, info = env.step(action)
+        learner.observe(obs, action, reward, info["final_obs"], term, trunc, info)
+        learner.episodes_ended(term | trunc)
+    ctx, p = learner.ctx, learner.ctx.p
+    with torch.no_grad():
+        for param in learner.model.parameters():
+            param.add_(0.05 * torch.randn_like(param))
+        learner._core_refresh(ctx)
+        logits, values = learner.model(ctx.tokens[:, :p], context_mask(ctx.seg, 0, p))
+        fresh = learner.model.new_cache(4, p)
+        learner.model(ctx.tokens[:, :p], context_mask(ctx.seg, 0, p), fresh, 0)
+    torch.testing.assert_close(ctx.values[:, :p], values, atol=1e-5, rtol=1e-5)
+    for old, new in zip(ctx.cache.k + ctx.cache.v, fresh.k + fresh.v, strict=True):
+        torch.testing.assert_close(old[:, :, : 1 + p], new[:, :, : 1 + p], atol=1e-5, rtol=1e-5)
+    # The next cached step after the refresh equals a full recomputation with the new weights.
+    step_logits = learner.act(obs)  # noqa: F841 (advances the context by one cached step)
+    with torch.no_grad():
+        full, _ = learner.model(ctx.tokens[:, : p + 1], context_mask(ctx.seg, 0, p + 1))
+        cached, _ = learner.model(ctx.tokens[:, p : p + 1], context_mask(ctx.seg, p, p + 1), ctx.cache, p)
+    torch.testing.assert_close(cached[:, 0], full[:, p], atol=1e-5, rtol=1e-5)
+    del logits
+
+
+def test_64k_context_fits_and_steps():
+    """One env, the default model (2 layers, hidden 64, fp32): the cache of 65,536 steps is 64 MiB."""
+    torch.set_num_threads(1)
+    env, learner = darkroom_learner(num_envs=1)
+    learner.cfg.eval_max_context = 65_536
+    obs, _ = env.reset(seed=0)
+    obs, *_ = env.step(learner.act(obs, deterministic=True))
+    ctx = learner.eval_ctx
+    assert ctx.cache.nbytes() <= 2 * 2 * 4 * (65_536 + 2) * 16 * 4  # 2 (k, v) x layers x heads x slots x dim x fp32
+    assert ctx.cache.nbytes() / 2**20 < 65
+    ctx.p = 65_530  # a long-running trial (zero tokens: the cost does not depend on their values)
+    ctx.seg[:, : ctx.p] = ctx.trial_id
+    t0 = time.perf_counter()
+    for _ in range(6):
+        obs, *_ = env.step(learner.act(obs, deterministic=True))
+    assert ctx.p == 65_536 and torch.isfinite(ctx.values[:, 65_530:65_536]).all()
+    assert time.perf_counter() - t0 < 10.0
+    learner.act(obs, deterministic=True)  # full: the oldest half is dropped (sliding window)
+    assert ctx.p == 65_536 // 2 + 1
+
+
+def test_bfloat16_cache_halves_memory_and_stays_close():
+    env, learner = darkroom_learner(cfg=ReLICCfg(max_context=512, update_every=50, cache_dtype="bfloat16"))
+    _, ref = darkroom_learner()
+    ref.model.load_state_dict(learner.model.state_dict())
+    assert learner.ctx.cache.nbytes() * 2 == ref.ctx.cache.nbytes()
+    obs, _ = env.reset(seed=0)
+    for _ in range(20):
+        a, b = learner.act(obs), ref.act(obs)
+        obs, *_ = env.step(b)
+        learner.ctx.actions[:, learner.ctx.p - 1] = ref.ctx.actions[:, ref.ctx.p - 1]
+        learner.ctx.prev_action = ref.ctx.prev_action.clone()
+    torch.testing.assert_close(learner.ctx.values[:, :20], ref.ctx.values[:, :20], atol=0.05, rtol=0.05)
+    del a
+
+
+def small_run_cfg(run_dir: Path, total: int) -> TrainCfg:
+    return TrainCfg(
+        total_steps=total,
+        num_envs=4,
+        seed=3,
+        run_dir=str(run_dir),
+        checkpoint_every=0,
+        eval_episodes=2,
+        progress=False,
+        tensorboard=False,
+    )
+
+
+@pytest.mark.parametrize("algo", ["relic", "lstm_nav"])
+def test_resume_through_the_loop_is_bit_identical(tmp_path, algo):
+    assert algo in LEARNERS
+    overrides = {"update_every": 30, "max_context": 128, "hidden": 32}
+    tasks = {"trial_episodes": 2}
+    ref = load_checkpoint(train(TASK, algo, small_run_cfg(tmp_path / "a", 4 * 260), tasks, overrides))
+    first = load_checkpoint(train(TASK, algo, small_run_cfg(tmp_path / "b", 4 * 115), tasks, overrides))
+    assert first["learner"]["context"]["p"] > first["learner"]["context"]["p0"]  # stopped mid-chunk
+    resumed = load_checkpoint(train(TASK, algo, resume=tmp_path / "b", total_steps=4 * 260))
+    assert first_difference(ref["learner"], resumed["learner"]) is None, first_difference(
+        ref["learner"], resumed["learner"]
+    )
+    assert first_difference(ref["rng"], resumed["rng"]) is None
+    policy, _ = load_policy(tmp_path / "a" / "checkpoint.pt")
+    assert isinstance(policy, (ReLIC, LSTMNav))
+
+
+def test_lstm_baseline_builds_and_acts():
+    env, learner = darkroom_learner(LSTMNav, LSTMNavCfg(max_context=256, update_every=50))
+    obs, _ = env.reset(seed=0)
+    action = learner.act(obs)
+    assert action.shape == (4, 5) and set(action.unique().tolist()) <= {-1.0, 1.0}
+
+
+def test_short_run_learns_in_context(tmp_path):
+    """A 5x5 Darkroom, trials of 3 episodes: after about 40 s of CPU training the later episodes of a
+    held-out-goal trial beat a random policy clearly (the full 10x10 result is bench/nav_learning.py)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
+    from nav_learning import trial_curve
+
+    torch.set_num_threads(1)
+    tasks = {"trial_episodes": 3, "size": 5}
+    run = train(
+        TASK,
+        "relic",
+        TrainCfg(
+            total_steps=40_000,
+            num_envs=16,
+            seed=1,
+            run_dir=str(tmp_path / "r"),
+            checkpoint_every=0,
+            eval_episodes=0,
+            progress=False,
+            tensorboard=False,
+        ),
+        tasks,
+        {"update_every": 50, "max_context": 512},
+    )
+    learner, _ = load_policy(run / "checkpoint.pt")
+    trained = trial_curve(learner, 64, 3, seed=5, goals="heldout", task_overrides={"size": 5})
+    random = trial_curve(None, 64, 3, seed=5, goals="heldout", task_overrides={"size": 5})
+    assert trained["return_by_episode"][-1] > random["return_by_episode"][-1] + 20, (trained, random)
