@@ -84,6 +84,18 @@ def mlp_forward(
     return F.linear(x, linears[-1].weight, linears[-1].bias)
 
 
+def polyak_update(targets: list[torch.Tensor], sources: list[torch.Tensor], tau: float) -> None:
+    """``target += tau * (source - target)`` for each pair, in place (target networks).
+
+    One ``lerp_`` per tensor, not ``torch._foreach_lerp_``: on the CPU the latter fragmented
+    glibc's heap in SRL's update (the process grew ~2 MB per gradient step, 13 GB in a 20k-step
+    run; flat with this loop), at no measurable speed difference for a few dozen tensors.
+    """
+    with torch.no_grad():
+        for target, source in zip(targets, sources, strict=True):
+            target.lerp_(source, tau)
+
+
 # ---------------------------------------------------------------------------- SAC
 
 

@@ -31,7 +31,7 @@ from torch.nn import functional as F
 
 from embodied.policies.base import Learner
 from embodied.policies.buffers import ReplayBuffer
-from embodied.policies.nets import EnsembleQ, TanhGaussianActor, action_scale_bias, flat_box_dim
+from embodied.policies.nets import EnsembleQ, TanhGaussianActor, action_scale_bias, flat_box_dim, polyak_update
 
 
 @dataclass
@@ -201,9 +201,9 @@ class SAC(Learner):
         if self.num_gradient_steps % cfg.policy_frequency == 0:
             metrics = self._actor_steps(lambda: self._actor_loss(batch.obs), log)
 
-        # Target critic: Polyak averaging, one fused call over all tensors.
+        # Target critic: Polyak averaging.
         if self.num_gradient_steps % cfg.target_network_frequency == 0:
-            torch._foreach_lerp_(self._q_target_params, self._q_params, cfg.tau)
+            polyak_update(self._q_target_params, self._q_params, cfg.tau)
         self.num_gradient_steps += 1
 
         if log:

@@ -41,7 +41,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from embodied.policies.buffers import ReplayBuffer
-from embodied.policies.nets import LOG_STD_MAX, LOG_STD_MIN, TANH_EPS, flat_box_dim, mlp, mlp_forward
+from embodied.policies.nets import LOG_STD_MAX, LOG_STD_MIN, TANH_EPS, flat_box_dim, mlp, mlp_forward, polyak_update
 from embodied.policies.sac import SAC, SACCfg, _zero_grad, make_adam
 
 
@@ -302,8 +302,8 @@ class SRL(SAC):
             metrics = self._actor_steps(lambda: self._temporal_recall_loss(obs, prev), log)
 
         if self.num_gradient_steps % cfg.target_network_frequency == 0:
-            torch._foreach_lerp_(self._q_target_params, self._q_params, cfg.tau)
-        torch._foreach_lerp_(self._model_target_params, self._model_params, cfg.model_tau)
+            polyak_update(self._q_target_params, self._q_params, cfg.tau)
+        polyak_update(self._model_target_params, self._model_params, cfg.model_tau)
         self.num_gradient_steps += 1
 
         if log:
