@@ -8,9 +8,10 @@ agent kernel, one ray-cast launch for all envs' 128x128 depth frames, reward, me
 autoreset) with random motions (``env.random_action()``: never stop, so houses are not rebuilt while
 timing), timed after 20 warm-up steps, torch on one thread, Warp's CPU kernels on one thread.
 ``sim.frames_per_s.<n>``: the ray caster alone (depth only), n frames per launch.
-``miniworld.steps_per_s``: MiniWorld 2.1.0's ``MiniWorld-FourRooms-v0`` with 128x128 observations,
+``sim.miniworld_steps_per_s``: MiniWorld 2.1.0's ``MiniWorld-FourRooms-v0`` with 128x128 observations,
 random actions, one env (it renders one view per call with OpenGL under Xvfb; bench/.venv-miniworld
-from scripts/setup_miniworld.sh). ``speedup_vs_miniworld.<n>`` divides the two.
+from scripts/setup_miniworld.sh). ``sim.speedup_vs_miniworld.<n>`` divides the two. Keys are paths in
+the nested JSON object, as in the other benches.
 
 Each piece is written to bench/results/nav/<piece>.json as soon as it is measured (bench/pieces.py),
 the combined report to bench/results/nav.json.
@@ -112,14 +113,16 @@ def main() -> None:
     torch.set_num_threads(1)
     report: dict[str, Any] = {"code": code_state(*SOURCES), "machine": machine()}
     peer = run_piece(RESULTS, "miniworld", miniworld, args.force)
-    report["miniworld.steps_per_s"] = peer.get("steps_per_s", peer.get("error"))
+    sim_report: dict[str, Any] = {"steps_per_s": {}, "frames_per_s": {}, "speedup_vs_miniworld": {}}
+    sim_report["miniworld_steps_per_s"] = peer.get("steps_per_s", peer.get("error"))
+    report["sim"] = sim_report
     for n in NUM_ENVS:
         sim = run_piece(RESULTS, f"sim_steps_{n}", lambda n=n: env_steps(n), args.force)
         frames = run_piece(RESULTS, f"caster_frames_{n}", lambda n=n: caster_frames(n), args.force)
-        report[f"sim.steps_per_s.{n}"] = round(sim["steps_per_s"], 1)
-        report[f"sim.frames_per_s.{n}"] = round(frames["frames_per_s"], 1)
+        sim_report["steps_per_s"][str(n)] = round(sim["steps_per_s"], 1)
+        sim_report["frames_per_s"][str(n)] = round(frames["frames_per_s"], 1)
         if "steps_per_s" in peer:
-            report[f"speedup_vs_miniworld.{n}"] = round(sim["steps_per_s"] / peer["steps_per_s"], 2)
+            sim_report["speedup_vs_miniworld"][str(n)] = round(sim["steps_per_s"] / peer["steps_per_s"], 2)
     (ROOT / "results" / "nav.json").write_text(json.dumps(report, indent=2))
     print(json.dumps(report))
 
