@@ -21,9 +21,14 @@ Orbit controllers (``Beam/OrbitCorrection-*``):
   (L-BFGS, a penalty on the change), apply, read, repeat.
 - :class:`CalibratedPolicy`: a trained policy deployed through the operators' calibration.
 
-RFQ controller (``Beam/RFQTransmission-*``): :class:`RFQCoordinateSearch`, centre the beam on
-the two BPMs with the model's steerer response, then a greedy coordinate search on the read
-transmission.
+RFQ controllers (``Beam/RFQTransmission-*``):
+
+- :class:`RFQCoordinateSearch`: centre the beam on the two BPMs with the model's steerer
+  response, then a greedy coordinate search on the read transmission.
+- :class:`RFQModelFit`: fit the unknown errors of an envelope model on cheetah
+  (:class:`EnvelopeTransmission`) to every reading of the episode, move towards the fitted
+  model's best transmission, re-fit from each new reading. It shares :func:`lbfgs` and
+  :func:`model_errors` with :class:`ModelGradient`.
 
 Safety: every controller's proposal is a set of target settings that goes through the
 sim-to-real safety layer (:class:`~embodied.sim2real.safety.ActionLimiter`: at most the task's
