@@ -36,8 +36,8 @@ bounding radius cannot be touched (SDFs are 1-Lipschitz), so the depth is comput
 the bounding box of the remaining tiles, blurred over that box plus the blur radius and shaded
 over one more pixel; pixels with zero slope keep the background, which one torch copy put
 everywhere first. Cost thus scales with the contact area, not the image. Measured on the 2-core
-CI machine (per CPU-second, both pads of every env pressed 1 mm by a 6 mm ball): about 3,000 to
-3,800 images/s at 160x120, 10,000 at 80x60, 1,000 at 320x240, for 64 to 1024 envs.
+CI machine (per CPU-second, both pads of every env pressed 1 mm by a 6 mm ball): about 2,600 to
+3,800 images/s at 160x120, 7,000-10,000 at 80x60, 1,000 at 320x240, for 64 to 1024 envs.
 
 On the CPU the batch is also split into contiguous chunks of images rendered on ``threads``
 threads at once (default: every core this process may use; at least
