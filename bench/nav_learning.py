@@ -107,21 +107,22 @@ def latency_piece(context: int) -> dict[str, Any]:
 
     torch.set_num_threads(1)
     env = build_env(TASK, 1, "cpu", 0)
-    cfg = ReLICCfg(eval_max_context=context + 16)
+    reps = 20
+    # room for the warm-up and timed steps: a full context would slide (drop its oldest steps)
+    cfg = ReLICCfg(eval_max_context=context + reps + 16)
     learner = ReLIC(cfg, env.single_observation_space, env.single_action_space, 1)
     ctx = learner._context(1, deterministic=True)
     ctx.p = context  # a full context of (zero) tokens: the cache's cost does not depend on their values
     obs, _ = env.reset(seed=0)
     for _ in range(3):
         learner.act(obs, deterministic=True)
-    reps = 20
     t0 = time.perf_counter()
     for _ in range(reps):
         learner.act(obs, deterministic=True)
     cached = (time.perf_counter() - t0) / reps * 1e3
     out: dict[str, Any] = {"context": context, "step_ms": cached, "cache_mib": ctx.cache.nbytes() / 2**20}
     if context <= 8192:
-        n = ctx.p
+        n = context  # what one step costs without a cache: a forward over the whole context
         with torch.no_grad():
             t0 = time.perf_counter()
             learner.model(ctx.tokens[:, :n], context_mask(ctx.seg, 0, n))
@@ -135,7 +136,7 @@ def latency_piece(context: int) -> dict[str, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--steps", type=int, default=300_000)
+    parser.add_argument("--steps", type=int, default=1_000_000)
     parser.add_argument("--trial-episodes", type=int, default=5)
     parser.add_argument("--trials", type=int, default=200)
     parser.add_argument("--seed", type=int, default=1)
