@@ -70,11 +70,22 @@ def run_dir_of(results: Path, task: str, method: str, seed: int) -> Path:
     return results / "srl" / "runs" / f"{task}_{method}_seed{seed}"
 
 
+SAC_WARMUP_STEPS = 5000
+"""Primitive steps of uniform random actions before SAC learns (its default ``learning_starts``)."""
+
+
 def method_setup(method: str) -> tuple[str, dict[str, Any], dict[str, Any]]:
-    """(algo, learner overrides, adapters) of a trained method."""
+    """(algo, learner overrides, adapters) of a trained method.
+
+    SAC counts ``learning_starts`` in stored transitions, one per decision: SAC with action repeat J
+    gets ``SAC_WARMUP_STEPS / J`` of them, so every SAC variant explores for the same 5,000
+    primitive steps (with the default it would wait 20k primitive steps at J=4, InvertedPendulum's
+    whole budget). SRL stores primitive transitions and keeps its own 10,000 (the paper's)."""
     kind, j = method[:3], int(method[3:])
     if kind == "sac":
-        return "sac", {}, ({"rate": {"steps": j}} if j > 1 else {})
+        if j == 1:
+            return "sac", {}, {}
+        return "sac", {"learning_starts": SAC_WARMUP_STEPS // j}, {"rate": {"steps": j}}
     return "srl", {"J": j}, {}  # SRL asks the loop for its own rate adapter
 
 
