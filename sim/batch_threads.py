@@ -26,16 +26,18 @@ def usable_cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
+def _is_count(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
 class BatchThreads:
     """Runs ``fn(k, start, stop)`` on contiguous chunks ``[start, stop)`` of a batch, one per thread."""
 
     def __init__(self, threads: int | None = None, min_per_thread: int = 1, device: str | torch.device = "cpu") -> None:
-        for name, value in (("threads", threads), ("min_per_thread", min_per_thread)):
-            if value is None and name == "threads":
-                continue
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"BatchThreads: {name} must be an int >= 1{' or None' if name == 'threads' else ''}, "
-                                 f"got {value!r}")  # fmt: skip
+        if threads is not None and not _is_count(threads):
+            raise ValueError(f"BatchThreads: threads must be an int >= 1 or None, got {threads!r}")
+        if not _is_count(min_per_thread):
+            raise ValueError(f"BatchThreads: min_per_thread must be an int >= 1, got {min_per_thread!r}")
         if torch.device(device).type != "cpu":
             threads = 1
         self.max_threads = usable_cores() if threads is None else threads
