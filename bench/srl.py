@@ -49,7 +49,7 @@ from typing import Any
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import torch  # noqa: E402
-from pieces import code_state, learning_curve, machine  # noqa: E402  (bench/pieces.py, next to this script)
+from pieces import code_state, learning_curve, machine, run_piece  # noqa: E402  (bench/pieces.py, next to this script)
 
 RESULTS = Path(__file__).resolve().parent / "results"
 BUDGETS = {"InvertedPendulum": 20_000, "Reacher": 50_000, "Hopper": 150_000, "HalfCheetah": 150_000}
@@ -89,7 +89,7 @@ def method_setup(method: str) -> tuple[str, dict[str, Any], dict[str, Any]]:
     return "srl", {"J": j}, {}  # SRL asks the loop for its own rate adapter
 
 
-def run_piece(results: Path, task: str, method: str, seed: int, budget: int, episodes: int) -> dict[str, Any]:
+def measure_piece(results: Path, task: str, method: str, seed: int, budget: int, episodes: int) -> dict[str, Any]:
     """Train (or resume) one method on one task and seed, score it by FAS; the piece's JSON object."""
     from embodied.policies.fas import FAS_LENGTHS, fas_evaluate
     from embodied.policies.srl_planner import planner_from_checkpoint
@@ -150,12 +150,10 @@ def _steps_done(run_dir: Path) -> int:
 
 
 def _write_piece(results: Path, task: str, method: str, seed: int, budget: int, episodes: int) -> str:
-    """Child-process entry: run one piece and write it atomically; returns a one-line summary."""
-    piece = run_piece(results, task, method, seed, budget, episodes)
-    path = piece_path(results, task, method, seed)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(piece, indent=2))
-    tmp.replace(path)
+    """Child-process entry: measure one piece and write it (atomically, through bench/pieces.py's
+    run_piece; the caller runs only missing pieces); returns a one-line summary."""
+    name = piece_path(results, task, method, seed).stem
+    piece = run_piece(results / "srl", name, lambda: measure_piece(results, task, method, seed, budget, episodes), True)
     return f"{task} {method} seed {seed}: FAS {piece['fas']:.3f}, full-rate return {piece['return_full_rate']:.1f}"
 
 
