@@ -77,16 +77,17 @@ SAC_WARMUP_STEPS = 5000
 def method_setup(method: str) -> tuple[str, dict[str, Any], dict[str, Any]]:
     """(algo, learner overrides, adapters) of a trained method.
 
-    SAC counts ``learning_starts`` in stored transitions, one per decision: SAC with action repeat J
-    gets ``SAC_WARMUP_STEPS / J`` of them, so every SAC variant explores for the same 5,000
-    primitive steps (with the default it would wait 20k primitive steps at J=4, InvertedPendulum's
-    whole budget). SRL stores primitive transitions and keeps its own 10,000 (the paper's)."""
+    Every method explores with uniform random actions for the same ``SAC_WARMUP_STEPS`` primitive
+    steps of its budget. SAC counts ``learning_starts`` in stored transitions, one per decision, so
+    SAC with action repeat J gets ``SAC_WARMUP_STEPS / J`` of them (with the default it would wait
+    20k primitive steps at J=4, InvertedPendulum's whole budget); SRL counts primitive steps as the
+    budget does."""
     kind, j = method[:3], int(method[3:])
     if kind == "sac":
         if j == 1:
             return "sac", {}, {}
         return "sac", {"learning_starts": SAC_WARMUP_STEPS // j}, {"rate": {"steps": j}}
-    return "srl", {"J": j}, {}  # SRL asks the loop for its own rate adapter
+    return "srl", {"J": j, "learning_starts": SAC_WARMUP_STEPS}, {}  # SRL asks the loop for its own rate adapter
 
 
 def measure_piece(results: Path, task: str, method: str, seed: int, budget: int, episodes: int) -> dict[str, Any]:

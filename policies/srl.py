@@ -52,7 +52,9 @@ class SRLCfg(SACCfg):
     J: int = 4
     """Actions per decision (primitive steps the policy plans ahead); 1 is plain SAC."""
     learning_starts: int = 10_000
-    """Primitive transitions collected with uniform random actions before learning (the paper's 10k)."""
+    """Primitive steps played with uniform random actions before learning (the paper's 10k). Counted
+    as the training budget counts them: J per decision and env, including the steps a decision
+    discards after its episode ends, so SRL-J waits as many budget steps as SAC does."""
     gru_size: int = 256
     """Hidden size of the actor's GRU cell (its initial state comes from the ``hidden_sizes`` MLP)."""
     model_hidden_sizes: tuple[int, ...] = (400, 300)
@@ -176,6 +178,8 @@ class SRL(SAC):
         self.buffer = ReplayBuffer(cfg.buffer_size, obs_dim + act_dim, act_dim, dev)
         self.prev_action = torch.zeros(num_envs, act_dim, device=dev)
         """Per env, the last normalised action played (zeros at an episode start)."""
+        self.primitive_steps = 0
+        """Primitive steps played, valid or not (the warm-up's unit); ``num_transitions`` counts the stored ones."""
 
     @classmethod
     def required_adapters(cls, cfg: SRLCfg) -> dict[str, Any]:
@@ -202,7 +206,7 @@ class SRL(SAC):
             return super().act(obs, deterministic).unsqueeze(1).expand(n, length, self.act_dim)
         if self.prev_action.shape[0] != n:  # another batch of envs (evaluation): start afresh
             self.prev_action = torch.zeros(n, self.act_dim, device=self.device)
-        if not deterministic and self.num_transitions < self.cfg.learning_starts and not self._policy_loaded:
+        if not deterministic and not self.ready_to_update() and not self._policy_loaded:
             normalised = torch.rand(n, length, self.act_dim, device=self.device) * 2.0 - 1.0
         else:
             with torch.no_grad():
@@ -252,8 +256,14 @@ class SRL(SAC):
             prim["terminated"].to(dev)[valid],
         )
         self.num_transitions += int(valid.sum())
+        self.primitive_steps += valid.numel()
         done = (terminated | truncated).to(dev)
         self.prev_action = torch.where(done.unsqueeze(-1), torch.zeros_like(played[:, -1]), played[:, -1])
+
+    def ready_to_update(self) -> bool:
+        if self.J == 1:
+            return super().ready_to_update()
+        return self.primitive_steps >= self.cfg.learning_starts
 
     # ------------------------------------------------------------------ the algorithm
     def update(self) -> dict[str, float]:
@@ -348,6 +358,7 @@ class SRL(SAC):
                 "model_target": self.model_target.state_dict(),
                 "model_opt": self.model_opt.state_dict(),
                 "prev_action": self.prev_action.clone(),
+                "primitive_steps": self.primitive_steps,
             }
         return state
 
@@ -358,3 +369,5 @@ class SRL(SAC):
             self.model_target.load_state_dict(state["model_target"])
             self.model_opt.load_state_dict(state["model_opt"])
             self.prev_action = state["prev_action"].to(self.device).clone()
+            # Checkpoints from before the counter existed: stored transitions are a lower bound.
+            self.primitive_steps = int(state.get("primitive_steps", self.num_transitions))

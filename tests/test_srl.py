@@ -210,3 +210,23 @@ def test_srl_updates_do_not_grow_the_process() -> None:
     assert out.returncode == 0, out.stderr[-2000:]
     growth_mb = float(out.stdout.strip().splitlines()[-1])
     assert growth_mb < 100, f"the process grew {growth_mb:.0f} MB over 200 SRL gradient steps"
+
+
+def test_warm_up_counts_primitive_steps_like_the_budget_even_after_episodes_end():
+    """InvertedPendulum falls within a few random steps: most of an SRL-16 decision's steps are
+    discarded, yet they count toward ``learning_starts`` as they count toward the budget."""
+    env = build_env("Control/InvertedPendulum-v0", 2, "cpu", 0, adapters={"rate": {"steps": 16, "action_sequence": True}})
+    learner = build_learner("srl", env, "cpu", {**SMALL_SRL, "J": 16, "learning_starts": 320})
+    obs, _ = env.reset(seed=0)
+    for _ in range(10):  # 10 decisions x 2 envs x 16 steps = 320 budget steps
+        assert not learner.ready_to_update()
+        action = learner.act(obs)
+        next_obs, reward, terminated, truncated, info = env.step(action)
+        learner.observe(obs, action, reward, next_obs, terminated, truncated, info)
+        learner.episodes_ended(terminated | truncated)
+        obs = next_obs
+    assert learner.primitive_steps == 320 and learner.num_transitions < 320, "some steps were discarded"
+    assert learner.ready_to_update()
+    restored = build_learner("srl", env, "cpu", {**SMALL_SRL, "J": 16, "learning_starts": 320})
+    restored.load_state_dict(learner.state_dict())
+    assert restored.primitive_steps == 320 and restored.ready_to_update()
