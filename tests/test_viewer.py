@@ -42,8 +42,9 @@ needs_chromium = pytest.mark.skipif(
     not CHROMIUM.exists(), reason="/usr/bin/chromium is missing (apt-get install -y chromium; .ci/run does it)"
 )
 
-# family -> (task id, checkpoint or None, DR parameter to move, value, how to read what the task applied)
-FAMILIES: dict[str, tuple[str, Path | None, str, float, Any]] = {
+# family -> (task id, checkpoint or None, DR parameter to move, value, how to read what the task applied);
+# navigation declares no physical parameters: its page is shown with two envs and switches between them.
+FAMILIES: dict[str, tuple[str, Path | None, str | None, float, Any]] = {
     "control": (
         "Control/InvertedPendulum-v0",
         POLICIES / "control_inverted_pendulum_ppo.pt",
@@ -65,6 +66,7 @@ FAMILIES: dict[str, tuple[str, Path | None, str, float, Any]] = {
         1.0,
         lambda base, name: float(base.machine.magnitudes[name][0]),
     ),
+    "nav": ("Nav/ObjectNav-v0", None, None, 0.0, None),
 }
 
 
@@ -142,8 +144,8 @@ def app_for(request: Any) -> Iterator[Any]:
 
     apps: list[Any] = []
 
-    def build(task_id: str, checkpoint: Path | None = None) -> Any:
-        app = ViewerApp(ViewerSession(task_id, checkpoint=checkpoint), port=free_port())
+    def build(task_id: str, checkpoint: Path | None = None, num_envs: int = 1) -> Any:
+        app = ViewerApp(ViewerSession(task_id, num_envs=num_envs, checkpoint=checkpoint), port=free_port())
         apps.append(app)
         return app
 
@@ -156,7 +158,7 @@ def app_for(request: Any) -> Iterator[Any]:
 @pytest.mark.parametrize("family", sorted(FAMILIES))
 def test_viewer_page(family: str, browser: Any, app_for: Any, tmp_path: Path) -> None:
     task_id, checkpoint, param, value, applied = FAMILIES[family]
-    app = app_for(task_id, checkpoint)
+    app = app_for(task_id, checkpoint, num_envs=1 if param else 2)
     s = app.session
     hosts: set[str] = set()
     context = browser.new_context(viewport={"width": 960, "height": 600})
@@ -181,15 +183,23 @@ def test_viewer_page(family: str, browser: Any, app_for: Any, tmp_path: Path) ->
         page.get_by_role("button", name="Step", exact=True).click()
         assert wait_for(lambda: s.steps == before + 2, page)
 
-        # A DR slider pins the parameter; the next reset applies it.
-        page.get_by_text("Domain randomisation (next reset)").click()
-        box = field(page, param, "input.mantine-NumberInput-input")
-        box.fill(str(value))
-        box.press("Enter")
-        assert wait_for(lambda: s.pinned.get(param) == pytest.approx(value), page), s.pinned
-        assert applied(s.base, param) != pytest.approx(value)
-        page.get_by_role("button", name="Reset", exact=True).click()
-        assert wait_for(lambda: applied(s.base, param) == pytest.approx(value), page)
+        if param is not None:
+            # A DR slider pins the parameter; the next reset applies it.
+            page.get_by_text("Domain randomisation (next reset)").click()
+            box = field(page, param, "input.mantine-NumberInput-input")
+            box.fill(str(value))
+            box.press("Enter")
+            assert wait_for(lambda: s.pinned.get(param) == pytest.approx(value), page), s.pinned
+            assert applied(s.base, param) != pytest.approx(value)
+            page.get_by_role("button", name="Reset", exact=True).click()
+            assert wait_for(lambda: applied(s.base, param) == pytest.approx(value), page)
+        else:
+            # The env dropdown shows another env of the batch (its own house and goal).
+            page.get_by_label("Env").click()
+            page.get_by_role("option", name="1", exact=True).click()
+            assert wait_for(lambda: s.env_id == 1, page)
+            env1 = (int(s.base.house_seed[1]), int(s.base.goal[1]))
+            assert wait_for(lambda: app.scene.shown == env1, page), (app.scene.shown, env1)
 
         # Another policy.
         assert s.policy == ("checkpoint" if checkpoint else "random")
@@ -293,3 +303,28 @@ def test_video(tmp_path: Path) -> None:
 
     frames = list(imageio_ffmpeg.read_frames(str(out)))
     assert len(frames) - 1 == 51  # the meta dict, then the reset frame and one per step
+
+
+def test_nav_replay_redraws_the_house_and_the_path(tmp_path: Path) -> None:
+    """A navigation rollout stores the house by its seed: the replay rebuilds the same house, and
+    scrubbing back shortens the path drawn."""
+    from embodied.sim.viewer.replay import ReplayApp
+
+    path = tmp_path / "nav.npz"
+    summary = record_rollout("Nav/ObjectNav-v0", None, path, episodes=1, max_steps=12)
+    rollout = load_rollout(path)
+    assert summary["steps"] == rollout.steps == 12
+    scene = rollout.group("scene")
+    assert scene["rgb"].shape[0] == 13 and scene["rgb"].std() > 1.0, "the agent's camera frames are blank"
+    assert set(rollout.group("metrics")) == {"distance_to_goal_m", "success", "spl", "episode_in_trial"}
+    app = ReplayApp(rollout, port=free_port())
+    try:
+        app.show(rollout.steps)
+        seed, goal = int(scene["house_seed"][-1]), int(scene["goal"][-1])
+        assert app.scene.shown == (seed, goal)
+        assert len(app.scene.path) == rollout.steps + 1
+        app.show(3)
+        assert len(app.scene.path) == 4
+        assert np.allclose(app.scene.agent.position[:2], scene["pose"][3][:2])
+    finally:
+        app.close()

@@ -29,6 +29,7 @@ class ReplayApp:
         self.env = registry.make(rollout.task_id, num_envs=1, seed=0, **rollout.meta.get("task_overrides", {}))
         self.server = start_server(host, port)
         self.scene = build_scene(self.server, self.env)
+        self.scene_rows = rollout.group("scene")
         self.server.initial_camera.position, self.server.initial_camera.look_at = self.scene.camera
         self.server.scene.set_up_direction("+z")
         gui = self.server.gui
@@ -65,7 +66,7 @@ class ReplayApp:
 
     def show(self, t: int) -> None:
         """Draw the scene after ``t`` steps."""
-        self.scene.draw(self.rollout.scene_at(max(0, min(t, self.rollout.steps))))
+        self.scene.draw_recorded(self.scene_rows, max(0, min(t, self.rollout.steps)))
 
     def _loop(self) -> None:
         while not self._stop.is_set():

@@ -57,6 +57,7 @@ from embodied.sim.nav.habitat import require_habitat
 from embodied.sim.nav.house import GOAL_CATEGORIES, SEMANTIC_CLASSES, House, generate_house, house_seeds
 from embodied.sim.nav.raycast import CameraCfg, RayCaster
 from embodied.sim.nav.scene import FIRST_INSTANCE_ID, MAX_PRIMS, SceneBatch
+from embodied.sim.nav.topdown import top_down_map
 
 OBS_TERMS = ("depth", "rgb", "semantic", "gps", "compass", "objectgoal")
 FIELD_SHAPE = (128, 128)
@@ -256,9 +257,21 @@ class ObjectNavEnv(BatchedEnv):
         return {k: out[k] for k in OBS_TERMS if k in out}
 
     def _render_env(self, env_id: int, width: int, height: int) -> np.ndarray:
-        caster = RayCaster(CameraCfg(**{**vars(self.cfg.camera), "width": width, "height": height}), 1, self.device)
-        frames = caster.render(self.scene, self.pose[env_id : env_id + 1], semantic=False, first_env=env_id)
-        return frames.rgb[0].cpu().numpy()
+        """The agent's camera on the left half, the house's top-down map (goal objects lit up) on the right."""
+        left = max(width // 2, 1)
+        camera = CameraCfg(**{**vars(self.cfg.camera), "width": left, "height": height})
+        frames = RayCaster(camera, 1, self.device).render(
+            self.scene, self.pose[env_id : env_id + 1], semantic=False, first_env=env_id
+        )
+        frame = np.full((height, width, 3), 255, np.uint8)
+        frame[:, :left] = frames.rgb[0].cpu().numpy()
+        if width - left > 0:
+            house, pose = self.scene.houses[env_id], self.pose[env_id].cpu().numpy()
+            plan = top_down_map(house, int(self.goal[env_id]), np.zeros((0, 2)), pose, width - left)
+            plan = plan[:height]  # a deep house is cut at the bottom rather than squeezed
+            top = (height - len(plan)) // 2
+            frame[top : top + len(plan), left:] = plan
+        return frame
 
     # ------------------------------------------------------------------ checkpoints
     _STATE = (

@@ -36,6 +36,11 @@ class Scene:
         """Show a :meth:`snapshot` (live or from a recording)."""
         raise NotImplementedError
 
+    def draw_recorded(self, rows: dict[str, np.ndarray], t: int) -> None:
+        """Show row ``t`` of a recording's ``scene/`` arrays; all rows are given, for scenes that
+        draw what came before (navigation's path)."""
+        self.draw({k: v[t] for k, v in rows.items()})
+
     def metrics(self, env: BatchedEnv, env_id: int, info: dict[str, Any]) -> dict[str, float]:
         """The family's numbers of the last step of env ``env_id`` (``info`` is the step's)."""
         return {}

@@ -66,7 +66,11 @@ class BeamScene(Scene):
             receive_shadow=False,
         )
         self.orbit_line = server.scene.add_line_segments(
-            "/beam/orbit", points=np.zeros((max(n - 1, 1), 2, 3)), colors=(40, 180, 60), line_width=3.0
+            "/beam/orbit",
+            points=np.zeros((max(n - 1, 1), 2, 3)),
+            colors=(40, 180, 60),
+            thickness=3.0,
+            thickness_units="screen",
         )
         m = max(len(self.corrector_s), 1)
         box = trimesh.creation.box(extents=(0.05, 0.05, 1.0))
