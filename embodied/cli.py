@@ -1,4 +1,4 @@
-"""The ``embodied`` command: list, info, train, eval, demo, view.
+"""The ``embodied`` command: list, info, train, sweep, eval, demo, view.
 
 Settings beyond the flags are ``key=value`` overrides after the task id, checked against the
 config dataclasses (a typo fails naming the key):
@@ -74,7 +74,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     groups = _split_overrides(args.overrides)
     flags = {"num_envs": args.num_envs, "seed": args.seed, "device": args.device, "total_steps": args.total_steps,
-             "run_dir": args.run_dir}
+             "run_dir": args.run_dir, "workers": args.workers, "worker_mode": args.worker_mode,
+             "ray_address": args.ray_address, "distributed": args.distributed or None}
     cfg = apply_overrides(TrainCfg(progress=not args.no_progress), {k: v for k, v in flags.items() if v is not None})
     cfg = apply_overrides(cfg, groups["train"])
     if args.resume and any(groups.values()):
@@ -86,6 +87,50 @@ def cmd_train(args: argparse.Namespace) -> int:
     if eval_file.exists():
         print(eval_file.read_text())
     return 0
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    """``sweep``: tasks x algorithms x seeds x overrides as Ray Tune trials (policies/scaleout/sweep.py)."""
+    from embodied.policies.scaleout.sweep import SweepCfg, run_sweep
+
+    def csv(text: str | None) -> list[str]:
+        return [item for item in (text or "").split(",") if item]
+
+    groups = _split_overrides(args.overrides)
+    train_settings = {k: v for k, v in {"total_steps": args.total_steps, "num_envs": args.num_envs}.items() if v}
+    grid: dict[str, list[Any]] = {f"{head}.{key}": [value] for head in ("task", "algo", "adapters")
+                                  for key, value in groups[head].items()}
+    for item in args.grid:
+        key, sep, values = item.partition("=")
+        if not sep:
+            raise ValueError(f"--grid takes KEY=V1,V2,...; got {item!r}")
+        grid[key] = [json.loads(v) if _is_json(v) else v for v in csv(values)]
+    sample = {}
+    for item in args.sample:
+        key, sep, spec = item.partition("=")
+        if not sep:
+            raise ValueError(f"--sample takes KEY=loguniform:LO:HI (or uniform:LO:HI, choice:A,B); got {item!r}")
+        sample[key] = spec
+    cfg = SweepCfg(name=args.name, tasks=csv(args.tasks), algos=csv(args.algos), seeds=[int(s) for s in csv(args.seeds)],
+                   grid=grid, sample=sample, num_samples=args.num_samples, train={**groups["train"], **train_settings},
+                   report_every=args.report_every, storage=args.storage, results=args.results or "",
+                   max_concurrent=args.max_concurrent)
+    outcome = run_sweep(cfg, resume=args.resume, ray_address=args.ray_address or "")
+    for piece in outcome["results"]:
+        print(f"{piece['task_id']} {piece['algo']} seed {piece['seed']} {piece['overrides'] or ''}: "
+              f"return {piece.get('return_mean', float('nan')):.1f} +- {piece.get('return_std', float('nan')):.1f}")
+    for error in outcome["errors"]:
+        print(f"FAILED {error['trial']}: {error['error']}", file=sys.stderr)
+    print(f"results: {outcome['results_dir']} ({len(outcome['results'])} trials, {len(outcome['errors'])} failed)")
+    return 1 if outcome["errors"] else 0
+
+
+def _is_json(text: str) -> bool:
+    try:
+        json.loads(text)
+    except json.JSONDecodeError:
+        return False
+    return True
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
@@ -207,8 +252,39 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", help="continue the run in this folder (or checkpoint file) exactly where it stopped;"
                    " its settings come from the checkpoint (--total-steps may extend it)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--workers", type=int, help="rollout workers sharing --num-envs (Ray actors; docs/scaleout.md)")
+    p.add_argument("--worker-mode", choices=["ray", "serial"], help="serial: the workers one after another in this"
+                   " process, no Ray (bit-identical to ray; for debugging)")
+    p.add_argument("--ray-address", help="HOST:PORT of a Ray cluster's head (default: a private Ray on 127.0.0.1)")
+    p.add_argument("--distributed", action="store_true", help="data-parallel learner: run under torchrun, one env"
+                   " batch per rank (seed + rank), gradients averaged (gloo on CPU, NCCL on GPU)")
     p.add_argument("overrides", nargs="*", help="key=value settings (task.*, algo.*, adapters.*, run settings)")
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("sweep", help="tasks x algorithms x seeds x overrides as Ray Tune trials, resumable",
+                       description="Run every combination as a training run (Ray Tune trial); --resume NAME continues"
+                       " a sweep whose driver stopped. Trailing key=value: run settings, or task.*/algo.*/adapters.*"
+                       " overrides for every trial.")
+    p.add_argument("--name", required=True, help="the sweep's name (its folder under --storage)")
+    p.add_argument("--tasks", help="comma-separated task ids")
+    p.add_argument("--algos", help="comma-separated learners")
+    p.add_argument("--seeds", default="1", help="comma-separated seeds (default 1)")
+    p.add_argument("--grid", action="append", default=[], help="KEY=V1,V2,...: crossed with everything else"
+                   " (KEY as in train overrides, e.g. algo.learning_rate); repeatable")
+    p.add_argument("--sample", action="append", default=[], help="KEY=loguniform:LO:HI, uniform:LO:HI or"
+                   " choice:A,B: random search, --num-samples draws per grid point; repeatable")
+    p.add_argument("--num-samples", type=int, default=1)
+    p.add_argument("--total-steps", type=int, help="env steps per trial (default: the learner's)")
+    p.add_argument("--num-envs", type=int, help="envs per trial (default: the learner's)")
+    p.add_argument("--report-every", type=int, default=0, help="env steps between a trial's checkpoints"
+                   " (default: a quarter of its steps)")
+    p.add_argument("--storage", default="runs/sweeps", help="where the sweep's trials and state live")
+    p.add_argument("--results", help="folder for one JSON per finished trial (default <storage>/<name>/results)")
+    p.add_argument("--max-concurrent", type=int, default=0, help="trials at once (default: as CPUs allow)")
+    p.add_argument("--resume", action="store_true", help="continue the sweep --name after its driver stopped")
+    p.add_argument("--ray-address", help="HOST:PORT of a Ray cluster's head (default: a private Ray on 127.0.0.1)")
+    p.add_argument("overrides", nargs="*", help="key=value run settings or overrides for every trial")
+    p.set_defaults(func=cmd_sweep)
 
     p = sub.add_parser("eval", help="evaluate a checkpoint; prints a JSON summary")
     p.add_argument("task_id")
@@ -264,7 +340,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         return args.func(args)
-    except (KeyError, ValueError, ConfigError, ModuleNotFoundError, FileNotFoundError) as err:
+    except (KeyError, ValueError, ConfigError, ModuleNotFoundError, FileNotFoundError, FileExistsError,
+            ConnectionError) as err:
         message = err.args[0] if isinstance(err, KeyError) and err.args else err
         print(f"embodied {args.command}: error: {message}", file=sys.stderr)
         return 2
