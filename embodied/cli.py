@@ -190,12 +190,22 @@ def _eval_fas(args: argparse.Namespace, learner: Any, run: dict[str, Any], group
 
 def cmd_view(args: argparse.Namespace) -> int:
     """``view``: serve the browser viewer (or a recorded rollout) until Ctrl-C."""
+    token = args.token
+    if token is not None and args.no_token:
+        raise ValueError("--token and --no-token contradict each other")
     if args.host not in ("127.0.0.1", "localhost", "::1"):
+        if token is None and not args.no_token:
+            from embodied.sim.viewer.access import new_token
+
+            token = new_token()
         print(
             f"embodied view: warning: serving on {args.host}: anyone who can reach this machine on port "
-            f"{args.port} can watch and control the simulation",
+            f"{args.port} can watch and control the simulation"
+            + (" (with the access token in the URL below)" if token else ", with no access token"),
             file=sys.stderr,
         )
+    if args.no_token:
+        token = None
     if args.replay:
         from embodied.sim.viewer.record import load_rollout
         from embodied.sim.viewer.replay import ReplayApp
@@ -203,7 +213,7 @@ def cmd_view(args: argparse.Namespace) -> int:
         rollout = load_rollout(args.replay)
         if args.task_id and args.task_id != rollout.task_id:
             raise ValueError(f"{args.replay} records {rollout.task_id}, not {args.task_id}")
-        app: Any = ReplayApp(rollout, host=args.host, port=args.port)
+        app: Any = ReplayApp(rollout, host=args.host, port=args.port, token=token)
     else:
         if not args.task_id:
             raise ValueError("give a task id (embodied list shows them) or --replay FILE")
@@ -213,7 +223,7 @@ def cmd_view(args: argparse.Namespace) -> int:
         session = ViewerSession(
             args.task_id, num_envs=args.num_envs, checkpoint=args.checkpoint, seed=args.seed, device=args.device
         )
-        app = ViewerApp(session, host=args.host, port=args.port)
+        app = ViewerApp(session, host=args.host, port=args.port, token=token)
     print(f"embodied view: open {app.url} in a browser (Ctrl-C stops)", flush=True)
     app.serve_forever()
     return 0
@@ -315,6 +325,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=8080, help="port (the next free one if taken)")
     p.add_argument("--host", default="127.0.0.1", help="address to serve on; another than 127.0.0.1 exposes the"
                    " controls to the network (a warning is printed)")
+    p.add_argument("--token", help="require this access token (the URL printed carries it); default: none on"
+                   " 127.0.0.1, a random one with another --host")
+    p.add_argument("--no-token", action="store_true", help="serve another --host without a token (e.g. behind an"
+                   " authenticating proxy)")
     p.add_argument("--replay", help="show a rollout file written by `embodied eval ... --record FILE`")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu")
