@@ -42,6 +42,7 @@ FAMILIES = {
     "control": ("Control/InvertedPendulum-v0", POLICIES / "control_inverted_pendulum_ppo.pt"),
     "tactile": ("Tactile/PegInsert-v0", None),
     "beam": ("Beam/OrbitCorrection-CM1-v0", POLICIES / "beam_cm1_tbsac.pt"),
+    "nav": ("Nav/ObjectNav-v0", None),
 }
 UPDATES = 200
 ROUNDS = 5

@@ -328,3 +328,69 @@ def test_nav_replay_redraws_the_house_and_the_path(tmp_path: Path) -> None:
         assert np.allclose(app.scene.agent.position[:2], scene["pose"][3][:2])
     finally:
         app.close()
+
+
+@needs_chromium
+def test_access_token_gates_page_and_websocket(browser: Any) -> None:
+    """With a token, viser listens on loopback only and the gate refuses every request without
+    the token (page and WebSocket); the URL printed opens the page, which then works as usual."""
+    import urllib.error
+    import urllib.request
+
+    from websockets.exceptions import InvalidStatus
+    from websockets.sync.client import connect
+
+    from embodied.sim.viewer.app import ViewerApp
+
+    app = ViewerApp(ViewerSession("Control/Pendulum-v0"), port=free_port(), token="s3cret-token")
+    try:
+        assert app.url == f"http://127.0.0.1:{app.port}/?token=s3cret-token"
+        assert app.port != app.server.get_port()
+        for url in (f"http://127.0.0.1:{app.port}/", f"http://127.0.0.1:{app.port}/?token=wrong"):
+            with pytest.raises(urllib.error.HTTPError) as refused:
+                urllib.request.urlopen(url, timeout=10)
+            assert refused.value.code == 403 and b"access token" in refused.value.read()
+        with pytest.raises(InvalidStatus, match="403"):
+            connect(f"ws://127.0.0.1:{app.port}/", subprotocols=["viser-v1"], open_timeout=10)  # type: ignore[list-item]
+        hosts: set[str] = set()
+        context = browser.new_context(viewport={"width": 960, "height": 600})
+        try:
+            page = open_page(context, app.url, hosts)  # through the gate: page, then WebSocket with the cookie
+            before = app.session.steps
+            page.get_by_role("button", name="Step", exact=True).click()
+            assert wait_for(lambda: app.session.steps == before + 1, page)
+            again = open_page(context, f"http://127.0.0.1:{app.port}/", hosts)  # the cookie alone is enough now
+            assert again.get_by_text("Connected").is_visible()
+        finally:
+            context.close()
+        assert hosts == {f"127.0.0.1:{app.port}"}
+        assert app.gate is not None and app.gate.refused == 3
+    finally:
+        app.close()
+
+
+def test_view_on_another_host_gets_a_random_token() -> None:
+    """`embodied view --host H` (not loopback's name) prints a warning and a URL with a fresh token."""
+    import subprocess
+    import sys
+    import urllib.error
+    import urllib.request
+
+    port = free_port()
+    cmd = [sys.executable, "-m", "embodied.cli", "view", "Control/Pendulum-v0", "--host", "127.0.0.2", "--port", str(port)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = ""
+        while "open http" not in line:
+            line = proc.stdout.readline()  # type: ignore[union-attr]
+            assert line or proc.poll() is None, proc.stderr.read()  # type: ignore[union-attr]
+        url = re.search(r"(http://\S+)", line).group(1)  # type: ignore[union-attr]
+        assert url.startswith("http://127.0.0.2:") and re.search(r"\?token=[\w-]{20,}$", url), url
+        with urllib.request.urlopen(url, timeout=10) as page:
+            assert page.status == 200
+        with pytest.raises(urllib.error.HTTPError, match="403"):
+            urllib.request.urlopen(url.split("?")[0], timeout=10)
+    finally:
+        proc.terminate()
+        _, err = proc.communicate(timeout=30)
+    assert "warning: serving on 127.0.0.2" in err and "access token" in err

@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from embodied.sim.viewer.access import TokenGate
 from embodied.sim.viewer.plots import Plots
 from embodied.sim.viewer.scenes import build_scene
 from embodied.sim.viewer.session import ViewerSession
@@ -45,6 +46,25 @@ def start_server(host: str, port: int) -> Any:
     return server
 
 
+def serve(host: str, port: int, token: str | None) -> tuple[Any, TokenGate | None]:
+    """The viser server, and with a ``token`` the :class:`TokenGate` in front of it: then viser
+    listens on 127.0.0.1 only and the gate on ``host:port``."""
+    if token is None:
+        return start_server(host, port), None
+    server = start_server("127.0.0.1", 0)
+    try:
+        return server, TokenGate(token, host, port, int(server.get_port()))
+    except BaseException:
+        server.stop()
+        raise
+
+
+def page_url(host: str, port: int, token: str | None) -> str:
+    """The URL to open (with the token, when there is one)."""
+    shown = "127.0.0.1" if host in ("0.0.0.0", "") else host
+    return f"http://{shown}:{port}/" + (f"?token={token}" if token else "")
+
+
 def block_until_interrupted(stop: threading.Event, close: Callable[[], None]) -> None:
     """Wait until ``stop`` is set or Ctrl-C, then ``close()`` (the CLI's serving loop)."""
     try:
@@ -60,10 +80,13 @@ class ViewerApp:
     """Serve ``session`` on ``host:port``: scene, controls (play, pause, step, reset, speed,
     policy, env, DR sliders) and plots."""
 
-    def __init__(self, session: ViewerSession, host: str = "127.0.0.1", port: int = 8080) -> None:
+    def __init__(
+        self, session: ViewerSession, host: str = "127.0.0.1", port: int = 8080, token: str | None = None
+    ) -> None:
         self.session = session
         self.host = host
-        self.server = start_server(host, port)
+        self.token = token
+        self.server, self.gate = serve(host, port, token)
         self.playing = False
         self.speed = 30.0
         """Steps per second while playing."""
@@ -91,12 +114,11 @@ class ViewerApp:
     # ------------------------------------------------------------------ page
     @property
     def port(self) -> int:
-        return int(self.server.get_port())
+        return self.gate.port if self.gate is not None else int(self.server.get_port())
 
     @property
     def url(self) -> str:
-        host = "127.0.0.1" if self.host in ("0.0.0.0", "") else self.host
-        return f"http://{host}:{self.port}/"
+        return page_url(self.host, self.port, self.token)
 
     def _status_text(self) -> str:
         s = self.session
@@ -231,5 +253,7 @@ class ViewerApp:
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join(timeout=5)
+        if self.gate is not None:
+            self.gate.stop()
         self.server.stop()
         self.session.close()

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from embodied.sim.viewer.app import block_until_interrupted, start_server
+from embodied.sim.viewer.app import block_until_interrupted, page_url, serve
 from embodied.sim.viewer.plots import _chart
 from embodied.sim.viewer.record import Rollout
 from embodied.sim.viewer.scenes import build_scene
@@ -21,13 +21,14 @@ from embodied.sim.viewer.scenes import build_scene
 class ReplayApp:
     """Serve ``rollout`` on ``host:port`` with play/pause and a step slider."""
 
-    def __init__(self, rollout: Rollout, host: str = "127.0.0.1", port: int = 8080) -> None:
+    def __init__(self, rollout: Rollout, host: str = "127.0.0.1", port: int = 8080, token: str | None = None) -> None:
         from embodied.tasks import registry
 
         self.rollout = rollout
         self.host = host
         self.env = registry.make(rollout.task_id, num_envs=1, seed=0, **rollout.meta.get("task_overrides", {}))
-        self.server = start_server(host, port)
+        self.token = token
+        self.server, self.gate = serve(host, port, token)
         self.scene = build_scene(self.server, self.env)
         self.scene_rows = rollout.group("scene")
         self.server.initial_camera.position, self.server.initial_camera.look_at = self.scene.camera
@@ -61,8 +62,12 @@ class ReplayApp:
                 c.data = (x, values.astype(np.float64))
 
     @property
+    def port(self) -> int:
+        return self.gate.port if self.gate is not None else int(self.server.get_port())
+
+    @property
     def url(self) -> str:
-        return f"http://{'127.0.0.1' if self.host in ('0.0.0.0', '') else self.host}:{self.server.get_port()}/"
+        return page_url(self.host, self.port, self.token)
 
     def show(self, t: int) -> None:
         """Draw the scene after ``t`` steps."""
@@ -81,5 +86,7 @@ class ReplayApp:
     def close(self, *args: Any) -> None:
         self._stop.set()
         self._thread.join(timeout=5)
+        if self.gate is not None:
+            self.gate.stop()
         self.server.stop()
         self.env.close()
