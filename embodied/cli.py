@@ -190,6 +190,8 @@ def _eval_fas(args: argparse.Namespace, learner: Any, run: dict[str, Any], group
 
 def cmd_view(args: argparse.Namespace) -> int:
     """``view``: serve the browser viewer (or a recorded rollout) until Ctrl-C."""
+    if args.viewer == "native":
+        return _view_native(args)
     token = args.token
     if token is not None and args.no_token:
         raise ValueError("--token and --no-token contradict each other")
@@ -226,6 +228,27 @@ def cmd_view(args: argparse.Namespace) -> int:
         app = ViewerApp(session, host=args.host, port=args.port, token=token)
     print(f"embodied view: open {app.url} in a browser (Ctrl-C stops)", flush=True)
     app.serve_forever()
+    return 0
+
+
+def _view_native(args: argparse.Namespace) -> int:
+    """``view --viewer native``: MuJoCo's own window (a display needed), until it closes or Ctrl-C."""
+    if args.replay:
+        raise ValueError("--replay plays in the browser viewer; leave out --viewer native")
+    if not args.task_id:
+        raise ValueError("give a task id (embodied list shows them)")
+    from embodied.sim.viewer.native import require_display, run_native
+    from embodied.sim.viewer.session import ViewerSession
+
+    require_display()
+    session = ViewerSession(args.task_id, num_envs=args.num_envs, checkpoint=args.checkpoint, seed=args.seed,
+                            device=args.device)
+    opened = "embodied view: MuJoCo's viewer is open (close its window or Ctrl-C stops)"
+    try:
+        steps = run_native(session, on_open=lambda: print(opened, flush=True))
+    finally:
+        session.close()
+    print(f"embodied view: stopped after {steps} steps", flush=True)
     return 0
 
 
@@ -325,6 +348,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=8080, help="port (the next free one if taken)")
     p.add_argument("--host", default="127.0.0.1", help="address to serve on; another than 127.0.0.1 exposes the"
                    " controls to the network (a warning is printed)")
+    p.add_argument("--viewer", choices=("browser", "native"), default="browser", help="browser (default, works"
+                   " headless) or native: MuJoCo's own window, for MuJoCo tasks on a machine with a display")
     p.add_argument("--token", help="require this access token (the URL printed carries it); default: none on"
                    " 127.0.0.1, a random one with another --host")
     p.add_argument("--no-token", action="store_true", help="serve another --host without a token (e.g. behind an"

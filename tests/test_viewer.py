@@ -394,3 +394,44 @@ def test_view_on_another_host_gets_a_random_token() -> None:
         proc.terminate()
         _, err = proc.communicate(timeout=30)
     assert "warning: serving on 127.0.0.2" in err and "access token" in err
+
+
+@pytest.mark.skipif(shutil.which("xvfb-run") is None, reason="needs xvfb-run for a display (apt-get install xvfb xauth)")
+@pytest.mark.parametrize("task_id", ["Control/InvertedPendulum-v0", "Tactile/PegInsert-v0"])
+def test_native_viewer_under_a_real_x_display(task_id: str) -> None:
+    """--viewer native opens MuJoCo's own window on an X display (Xvfb), steps the task under the
+    policy until SIGTERM, and stops cleanly (exit 0, the steps it took reported)."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    env = {k: v for k, v in os.environ.items() if k not in ("MUJOCO_GL", "PYOPENGL_PLATFORM")}
+    cmd = ["xvfb-run", "-a", "-s", "-screen 0 1024x768x24", sys.executable, "-m", "embodied.cli", "view", task_id,
+           "--viewer", "native"]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                            start_new_session=True)  # fmt: skip
+    try:
+        line = proc.stdout.readline()  # type: ignore[union-attr]
+        assert "MuJoCo's viewer is open" in line, (line, proc.stderr.read() if proc.poll() is not None else "")  # type: ignore[union-attr]
+        time.sleep(2.0)
+        # xvfb-run runs the viewer as its child: signal the viewer itself (the session's python process).
+        pattern = "^" + re.escape(f"{sys.executable} -m embodied.cli view")
+        subprocess.run(["pkill", "-TERM", "-s", str(proc.pid), "-f", pattern], check=True)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 0, err
+    steps = int(re.search(r"stopped after (\d+) steps", out).group(1))  # type: ignore[union-attr]
+    assert steps > 10, out
+
+
+def test_native_viewer_needs_a_display_and_a_mujoco_task(monkeypatch: pytest.MonkeyPatch, capsys: Any) -> None:
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    assert main(["view", "Control/InvertedPendulum-v0", "--viewer", "native"]) == 2
+    assert "needs a display" in capsys.readouterr().err
+    monkeypatch.setenv("DISPLAY", ":12345")
+    assert main(["view", "Beam/OrbitCorrection-CM1-v0", "--viewer", "native"]) == 2
+    assert "MuJoCo tasks only" in capsys.readouterr().err
