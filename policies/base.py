@@ -116,5 +116,13 @@ class Learner(ABC):
         """The smaller part of the state needed only to act (shipped policies, evaluation)."""
         return self.state_dict()
 
+    def rollout_state(self) -> dict[str, Any]:
+        """What a rollout worker's copy of this learner needs to act as this learner would now;
+        sent to every worker once per round (``embodied.policies.scaleout``). Default: the policy."""
+        return self.policy_state_dict()
+
+    def load_rollout_state(self, state: dict[str, Any]) -> None:
+        self.load_policy_state_dict(state)
+
     def load_policy_state_dict(self, state: dict[str, Any]) -> None:
         self.load_state_dict(state)

@@ -291,6 +291,15 @@ class SAC(Learner):
         self.actor.load_state_dict(state["actor"])
         self._policy_loaded = True
 
+    def rollout_state(self) -> dict[str, Any]:
+        """The actor and the transition count, so that workers act uniformly at random until
+        ``learning_starts`` as this learner does."""
+        return {"actor": self.actor.state_dict(), "num_transitions": self.num_transitions}
+
+    def load_rollout_state(self, state: dict[str, Any]) -> None:
+        self.actor.load_state_dict(state["actor"])
+        self.num_transitions = int(state["num_transitions"])
+
 
 # ---------------------------------------------------------------------------- plumbing
 

@@ -10,6 +10,11 @@ asks for, and drives the learner through the ``Learner`` interface. It logs to T
 ``checkpoint.pt`` atomically every ``checkpoint_every`` env steps and on Ctrl-C/SIGTERM, and
 ends with an evaluation written to ``eval.json``. The loop never branches on a task or an
 algorithm: what differs lives in their configs.
+
+Experience comes from a rollout source: by default the task's envs stepped here, acting with
+the learner itself (:class:`LocalRollout`); with ``TrainCfg.workers`` N rollout workers, Ray
+actors or the same workers run one after another here
+(``embodied.policies.scaleout.workers``). Either way the loop sees one batched step at a time.
 """
 
 from __future__ import annotations
@@ -22,8 +27,9 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, NamedTuple, Protocol
 
+import gymnasium
 import torch
 
 from embodied.config import apply_overrides, to_dict
@@ -62,6 +68,20 @@ class TrainCfg:
     progress: bool = True
     """Show a progress bar."""
     tensorboard: bool = True
+    workers: int = 0
+    """Rollout workers sharing the ``num_envs`` envs (each its own batch); 0: the envs step in
+    this process. Workers act with a copy of the policy, sent once per round."""
+    worker_mode: Literal["ray", "serial"] = "ray"
+    """``ray``: workers are Ray actors; ``serial``: the same workers run one after another in
+    this process, no Ray (a debug mode, bit-identical to ``ray``)."""
+    ray_address: str = ""
+    """HOST:PORT of a Ray cluster's head; empty: a private Ray instance on 127.0.0.1."""
+    round_steps: int = 0
+    """Steps per env in a worker round; 0: the learner's rollout length (PPO's ``num_steps``),
+    else 64."""
+    distributed: bool = False
+    """Data-parallel learner under ``torchrun``: every rank its own envs (seed + rank), rank 0's
+    initial weights, gradients averaged over ranks; rank r > 0 writes to ``<run_dir>/rank<r>``."""
 
 
 @dataclass
@@ -76,6 +96,67 @@ class RunSpec:
     learner_cfg: dict[str, Any]
     adapters: dict[str, Any]
     """The resolved ``AdaptersCfg`` (``{}``: no adapters)."""
+
+
+class Step(NamedTuple):
+    """One batched env step as the learner observes it (``info["final_obs"]`` is the next obs)."""
+
+    obs: Any
+    action: torch.Tensor
+    reward: torch.Tensor
+    terminated: torch.Tensor
+    truncated: torch.Tensor
+    info: dict[str, Any]
+
+
+class RolloutSource(Protocol):
+    """Where the loop's experience comes from, one batched step at a time."""
+
+    num_envs: int
+    primitive_steps_per_step: int
+    single_observation_space: gymnasium.Space
+    single_action_space: gymnasium.spaces.Box
+
+    def next_step(self, learner: Learner) -> Step: ...
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class LocalRollout:
+    """The task's envs stepped in this process, acting with the learner itself (the default)."""
+
+    def __init__(self, env: BatchedEnv, seed: int) -> None:
+        self.env = env
+        self.num_envs = env.num_envs
+        self.primitive_steps_per_step = env.primitive_steps_per_step
+        self.single_observation_space = env.single_observation_space
+        self.single_action_space = env.single_action_space
+        self.seed = seed
+        self.obs: Any = None
+
+    def next_step(self, learner: Learner) -> Step:
+        if self.obs is None:
+            self.obs, _ = self.env.reset(seed=self.seed)
+        with torch.no_grad():
+            action = learner.act(self.obs)
+        next_obs, reward, terminated, truncated, info = self.env.step(action)
+        step = Step(self.obs, action, reward, terminated, truncated, info)
+        self.obs = next_obs
+        return step
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"env": self.env.state_dict(), "obs": self.obs}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.env.load_state_dict(state["env"])
+        self.obs = state["obs"]
+
+    def close(self) -> None:
+        self.env.close()
 
 
 def learner_classes(algo: str) -> tuple[type[Learner], type]:
@@ -111,7 +192,9 @@ def _resolve_adapters(adapters: Mapping[str, Any] | None) -> dict[str, Any]:
     return to_dict(apply_overrides(AdaptersCfg(), adapters))
 
 
-def build_learner(algo: str, env: BatchedEnv, device: str, learner_cfg: Mapping[str, Any] | Any = None) -> Learner:
+def build_learner(
+    algo: str, env: BatchedEnv | RolloutSource, device: str, learner_cfg: Mapping[str, Any] | Any = None
+) -> Learner:
     learner_cls, cfg_cls = learner_classes(algo)
     if not dataclasses.is_dataclass(learner_cfg):
         learner_cfg = apply_overrides(cfg_cls(), dict(learner_cfg or {}))
@@ -160,20 +243,30 @@ def train(
         task_cfg = to_dict(registry.load_cfg(task_id, **dict(task_overrides or {})))
         adapters_cfg = _resolve_adapters({**learner_cls.required_adapters(learner_cfg), **dict(adapters or {})})
         run = RunSpec(task_id, algo, to_dict(cfg), task_cfg, to_dict(learner_cfg), adapters_cfg)
+    rank = 0
+    if cfg.distributed:
+        from embodied.policies.scaleout.distributed import join_process_group
+
+        if state is not None:
+            raise ValueError("--resume of a --distributed run is not supported yet")
+        rank = join_process_group(cfg.device)
+        run_dir = run_dir / f"rank{rank}" if rank else run_dir
+    seed = cfg.seed + rank  # each rank its own envs and sampling noise
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "run.json").write_text(json.dumps(dataclasses.asdict(run), indent=2))
 
     torch.set_num_threads(cfg.torch_threads)
-    seed_everything(cfg.seed)
-    env = build_env(run.task_id, cfg.num_envs, cfg.device, cfg.seed, run.task_overrides, run.adapters)
-    learner = build_learner(run.algo, env, cfg.device, run.learner_cfg)
+    seed_everything(seed)
+    source = _rollout_source(run, cfg, seed)
+    learner = build_learner(run.algo, source, cfg.device, run.learner_cfg)
+    if cfg.distributed:
+        from embodied.policies.scaleout.distributed import average_gradients
+
+        average_gradients(learner)
     global_step, start_step = 0, 0
-    if state is None:
-        obs, _ = env.reset(seed=cfg.seed)
-    else:
+    if state is not None:
         learner.load_state_dict(state["learner"])
-        env.load_state_dict(state["env"])
-        obs = state["obs"]
+        source.load_state_dict(state)
         global_step = start_step = state["global_step"]
         set_rng_state(state["rng"])
         log.info("resumed %s at step %d", run_dir, global_step)
@@ -186,8 +279,7 @@ def train(
                 "algo": run.algo,
                 "run": dataclasses.asdict(run),
                 "learner": learner.state_dict(),
-                "env": env.state_dict(),
-                "obs": obs,
+                **source.state_dict(),
                 "global_step": global_step,
                 "rng": rng_state(),
             },
@@ -218,14 +310,11 @@ def train(
     last_log, last_ckpt, t0, recent_returns = global_step, global_step, time.perf_counter(), []
     try:
         while global_step < cfg.total_steps:
-            with torch.no_grad():
-                action = learner.act(obs)
-            next_obs, reward, terminated, truncated, info = env.step(action)
+            obs, action, reward, terminated, truncated, info = source.next_step(learner)
             learner.observe(obs, action, reward, info["final_obs"], terminated, truncated, info)
             done = terminated | truncated
             learner.episodes_ended(done)
-            obs = next_obs
-            global_step += env.num_envs * env.primitive_steps_per_step
+            global_step += source.num_envs * source.primitive_steps_per_step
             if done.any():
                 returns = info["episode_return"][done].tolist()
                 recent_returns = (recent_returns + returns)[-20:]
@@ -256,6 +345,9 @@ def train(
                 checkpoint()
                 log.warning("stopped by signal at step %d; checkpoint in %s (resume with --resume)", global_step, run_dir)
                 raise KeyboardInterrupt
+    except BaseException:
+        source.close()  # rollout workers end with the run
+        raise
     finally:
         stop.restore()
         if bar is not None:
@@ -263,13 +355,23 @@ def train(
         if writer is not None:
             writer.close()
     checkpoint()
+    source.close()
     if cfg.eval_episodes:
         summary = evaluate(run.task_id, learner, cfg.eval_episodes, seed=cfg.seed + 10_000, device=cfg.device,
                            task_overrides=run.task_overrides, adapters=run.adapters)
         summary["train_steps"] = global_step
         (run_dir / "eval.json").write_text(json.dumps(summary, indent=2))
-    env.close()
     return run_dir
+
+
+def _rollout_source(run: RunSpec, cfg: TrainCfg, seed: int) -> RolloutSource:
+    """The run's envs in this process, or its rollout workers (``cfg.workers``)."""
+    if cfg.workers:
+        from embodied.policies.scaleout.workers import WorkerRollout
+
+        return WorkerRollout(run, dataclasses.replace(cfg, seed=seed))
+    env = build_env(run.task_id, cfg.num_envs, cfg.device, seed, run.task_overrides, run.adapters)
+    return LocalRollout(env, seed)
 
 
 def evaluate(

@@ -1,0 +1,124 @@
+"""Scale-out without a cluster: serial rollout workers, bad input, and a gloo DDP run.
+
+The tests on a real Ray cluster (actors on two nodes, killed workers and sweep drivers,
+RLlib) are in test_scaleout_cluster.py.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from embodied.cli import main
+from embodied.policies.checkpoint import first_difference, load_checkpoint
+from embodied.policies.scaleout.workers import RolloutWorker, WorkerRollout, worker_seed
+from embodied.policies.train import RunSpec, TrainCfg, build_learner, train
+
+SMALL_PPO = {"num_steps": 32, "num_minibatches": 4, "update_epochs": 2, "hidden_sizes": [32, 32]}
+SMALL_SAC = {"hidden_sizes": [32, 32], "batch_size": 32, "learning_starts": 200}
+
+
+def worker_cfg(run_dir: Path, total: int = 1024, **changes) -> TrainCfg:
+    settings = {"total_steps": total, "num_envs": 4, "seed": 5, "run_dir": str(run_dir), "checkpoint_every": 0,
+                "eval_episodes": 0, "progress": False, "tensorboard": False, "workers": 2, "worker_mode": "serial"}
+    return TrainCfg(**{**settings, **changes})
+
+
+def assert_same_tree(a, b) -> None:
+    assert first_difference(a, b) is None, f"{first_difference(a, b)} differs"
+
+
+def test_serial_workers_hand_the_learner_each_workers_envs_side_by_side(tmp_path):
+    run_dir = train("Control/Pendulum-v0", "ppo", worker_cfg(tmp_path / "run", total=256), learner_overrides=SMALL_PPO)
+    run = RunSpec(**load_checkpoint(run_dir)["run"])
+    source = WorkerRollout(run, worker_cfg(tmp_path, round_steps=8))
+    learner = build_learner("ppo", source, "cpu", run.learner_cfg)
+    steps = [source.next_step(learner) for _ in range(8)]
+    # Worker i plays envs [2i, 2i + 2): the same as a lone worker with its seed and the same policy.
+    lone = RolloutWorker(run, 2, worker_seed(5, 1)).run_round(learner.rollout_state(), 8)["steps"]
+    for t, step in enumerate(steps):
+        assert step.obs.shape == (4, 3) and step.reward.shape == (4,)
+        assert torch.equal(step.obs[2:], lone.obs[t]) and torch.equal(step.action[2:], lone.action[t])
+        assert torch.equal(step.info["final_obs"][2:], lone.info["final_obs"][t])
+    source.close()
+
+
+@pytest.mark.parametrize("algo,overrides", [("ppo", SMALL_PPO), ("sac", SMALL_SAC)])
+def test_worker_run_stopped_mid_round_resumes_bit_identically(tmp_path, algo, overrides):
+    reference = load_checkpoint(train("Control/Pendulum-v0", algo, worker_cfg(tmp_path / "a", round_steps=24),
+                                      learner_overrides=overrides))
+    # 400 steps = 100 batched steps: the run stops 4 steps into its fifth 24-step round.
+    train("Control/Pendulum-v0", algo, worker_cfg(tmp_path / "b", total=400, round_steps=24), learner_overrides=overrides)
+    assert load_checkpoint(tmp_path / "b")["workers"]["next_index"] == 4
+    resumed = load_checkpoint(train("Control/Pendulum-v0", algo, resume=tmp_path / "b", total_steps=1024))
+    assert resumed["global_step"] == reference["global_step"] == 1024
+    assert_same_tree(reference["learner"], resumed["learner"])
+    assert_same_tree(reference["workers"], resumed["workers"])
+
+
+def test_sac_workers_explore_uniformly_until_learning_starts(tmp_path):
+    run_dir = train("Control/Pendulum-v0", "sac", worker_cfg(tmp_path / "run", total=400, round_steps=50),
+                    learner_overrides={**SMALL_SAC, "learning_starts": 10_000})
+    actions = load_checkpoint(run_dir)["workers"]["round"]["action"]
+    # The untrained actor's actions cluster near 0; uniform ones fill [-2, 2] (Pendulum's max torque).
+    assert actions.min() < -1.8 and actions.max() > 1.8 and actions.abs().mean() > 0.8
+
+
+def test_workers_refuse_learners_with_memory_and_uneven_splits(tmp_path):
+    with pytest.raises(ValueError, match="keeps memory across steps"):
+        train("Nav/Darkroom-v0", "relic", worker_cfg(tmp_path / "a"))
+    with pytest.raises(ValueError, match="num_envs=3 cannot be split evenly over workers=2"):
+        train("Control/Pendulum-v0", "ppo", worker_cfg(tmp_path / "b", num_envs=3))
+
+
+def test_unreachable_ray_address_fails_fast_with_the_fix(tmp_path, capsys):
+    pytest.importorskip("ray", reason="Ray is in the ray extra (and the dev extra)")
+    start = time.perf_counter()
+    code = main(["train", "Control/Pendulum-v0", "--algo", "ppo", "--workers", "2", "--num-envs", "4",
+                 "--ray-address", "127.0.0.1:9", "--run-dir", str(tmp_path / "run"), "--no-progress"])
+    assert code == 2 and time.perf_counter() - start < 30
+    err = capsys.readouterr().err
+    assert "cannot reach a Ray cluster at 127.0.0.1:9" in err and "ray start --head" in err
+
+
+def test_sweep_with_an_unknown_task_fails_before_anything_starts(tmp_path, capsys):
+    code = main(["sweep", "--name", "bad", "--tasks", "Control/Pendulum-v0,Control/Pendulm-v0", "--algos", "sac",
+                 "--storage", str(tmp_path)])
+    assert code == 2
+    assert "Control/Pendulm-v0" in capsys.readouterr().err and not (tmp_path / "bad").exists()
+
+
+def _can_unshare() -> str | None:
+    """Why a private network and PID namespace cannot be made here, or None if it can."""
+    if shutil.which("unshare") is None:
+        return "no unshare command (util-linux)"
+    probe = subprocess.run(["unshare", "--net", "--pid", "--fork", "--mount-proc", "sh", "-c", "ip link set lo up"],
+                           capture_output=True, text=True)
+    return None if probe.returncode == 0 else f"cannot create a network namespace ({probe.stderr.strip()}); run as root"
+
+
+def test_gloo_ddp_replicas_stay_identical(tmp_path):
+    if (reason := _can_unshare()) is not None:
+        pytest.skip(reason)
+    torchrun = Path(sys.executable).parent / "torchrun"
+    command = (f"ip link set lo up && {torchrun} --nproc_per_node=2 --rdzv-backend=c10d --rdzv-endpoint=127.0.0.1:29400 "
+               f"-m embodied.cli train Control/Pendulum-v0 --algo sac --distributed --total-steps 400 --num-envs 2 "
+               f"--run-dir {tmp_path / 'run'} --no-progress algo.learning_starts=100 algo.hidden_sizes=[32,32] "
+               "algo.batch_size=32 eval_episodes=0 tensorboard=false")
+    # torchrun's store listens on every interface: keep it in a private network namespace.
+    result = subprocess.run(["unshare", "--net", "--pid", "--fork", "--mount-proc", "sh", "-c", command],
+                            capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    rank0, rank1 = (load_checkpoint(tmp_path / "run" / sub)["learner"] for sub in ("", "rank1"))
+    for key in ("actor", "qf", "qf_target", "log_alpha", "actor_opt", "q_opt"):
+        assert_same_tree(rank0[key], rank1[key])
+    # Each rank learned from its own envs (seed + rank), so the replicas did average different gradients.
+    assert first_difference(rank0["buffer"], rank1["buffer"]) is not None
+    assert rank0["counters"]["num_gradient_steps"] > 50
