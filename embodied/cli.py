@@ -104,7 +104,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         key, sep, values = item.partition("=")
         if not sep:
             raise ValueError(f"--grid takes KEY=V1,V2,...; got {item!r}")
-        grid[key] = [json.loads(v) if _is_json(v) else v for v in csv(values)]
+        grid[key] = csv(values)  # strings, typed by the config they override (as train's key=value)
     sample = {}
     for item in args.sample:
         key, sep, spec = item.partition("=")
@@ -123,14 +123,6 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         print(f"FAILED {error['trial']}: {error['error']}", file=sys.stderr)
     print(f"results: {outcome['results_dir']} ({len(outcome['results'])} trials, {len(outcome['errors'])} failed)")
     return 1 if outcome["errors"] else 0
-
-
-def _is_json(text: str) -> bool:
-    try:
-        json.loads(text)
-    except json.JSONDecodeError:
-        return False
-    return True
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
