@@ -124,7 +124,7 @@ def _param_space(cfg: SweepCfg) -> dict[str, Any]:
     def distribution(spec: str) -> Any:
         kind, _, args = spec.partition(":")
         if kind == "choice":
-            return tune.choice([json.loads(v) if _is_json(v) else v for v in args.split(",")])
+            return tune.choice(args.split(","))  # strings, typed by the config they override
         lo, hi = (float(x) for x in args.split(":"))
         return tune.loguniform(lo, hi) if kind == "loguniform" else tune.uniform(lo, hi)
 
@@ -222,11 +222,3 @@ def _first_line(error: BaseException) -> str:
 
 def _short(value: Any) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
-
-
-def _is_json(text: str) -> bool:
-    try:
-        json.loads(text)
-    except json.JSONDecodeError:
-        return False
-    return True
