@@ -435,3 +435,39 @@ def test_native_viewer_needs_a_display_and_a_mujoco_task(monkeypatch: pytest.Mon
     monkeypatch.setenv("DISPLAY", ":12345")
     assert main(["view", "Beam/OrbitCorrection-CM1-v0", "--viewer", "native"]) == 2
     assert "MuJoCo tasks only" in capsys.readouterr().err
+
+
+@needs_chromium
+def test_replay_page_scrubs_and_reports_a_corrupt_file_on_the_page(browser: Any, tmp_path: Path) -> None:
+    """The replay page: the step box moves the scene; a corrupt file opened from the page shows an
+    error there and leaves the replay as it was; another rollout of the task opens."""
+    from embodied.sim.viewer.replay import ReplayApp
+
+    first, second, corrupt = tmp_path / "a.npz", tmp_path / "b.npz", tmp_path / "corrupt.npz"
+    record_rollout("Control/Reacher-v0", None, first, episodes=1, seed=1)
+    record_rollout("Control/Reacher-v0", None, second, episodes=1, seed=2, max_steps=20)
+    corrupt.write_bytes(b"PK\x03\x04 not really a zip")
+    app = ReplayApp(load_rollout(first), port=free_port())
+    hosts: set[str] = set()
+    context = browser.new_context(viewport={"width": 960, "height": 600})
+    try:
+        page = open_page(context, app.url, hosts)
+        page.get_by_text("Replay of Control/Reacher-v0: 50 steps").wait_for()
+        box = field(page, "Step", "input.mantine-NumberInput-input")
+        box.fill("30")
+        box.press("Enter")
+        assert wait_for(lambda: int(app.time.value) == 30, page)
+        for path, words in ((corrupt, "not a rollout file"), (tmp_path / "missing.npz", "no rollout file")):
+            field(page, "Rollout file", "input").fill(str(path))
+            page.get_by_role("button", name="Open rollout").click()
+            page.get_by_text(words).first.wait_for(timeout=10_000)
+            assert app.rollout.steps == 50 and int(app.time.value) == 30
+        field(page, "Rollout file", "input").fill(str(second))
+        page.get_by_role("button", name="Open rollout").click()
+        page.get_by_text("Replay of Control/Reacher-v0: 20 steps").wait_for(timeout=10_000)
+        assert app.rollout.steps == 20 and int(app.time.value) == 0
+        assert len(app.error_line.errors) == 2
+    finally:
+        context.close()
+        app.close()
+    assert hosts == {f"127.0.0.1:{app.port}"}

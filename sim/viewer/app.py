@@ -65,6 +65,34 @@ def page_url(host: str, port: int, token: str | None) -> str:
     return f"http://{shown}:{port}/" + (f"?token={token}" if token else "")
 
 
+class ErrorLine:
+    """A red line on the page for errors, and :meth:`guard` to route a widget callback's failures to it."""
+
+    def __init__(self, gui: Any, order: float = 0.5) -> None:
+        self.handle = gui.add_markdown("", order=order, visible=False)
+        self.errors: list[str] = []
+        """Every error shown, newest last."""
+
+    def show(self, message: str) -> None:
+        """Show ``message`` on the page and log it."""
+        log.error("viewer: %s", message)
+        self.errors.append(message)
+        self.handle.content = f"<span style='color:#c62828'>**Error:** {message}</span>"
+        self.handle.visible = True
+
+    def guard(self, fn: Callable[[Any], Any]) -> Callable[[Any], None]:
+        """A widget callback that shows any error on the page instead of raising in viser's thread."""
+
+        def callback(event: Any) -> None:
+            try:
+                fn(event)
+                self.handle.visible = False
+            except Exception as err:  # noqa: BLE001 - every failure is shown, the server lives on
+                self.show(f"{type(err).__name__}: {err}")
+
+        return callback
+
+
 def block_until_interrupted(stop: threading.Event, close: Callable[[], None]) -> None:
     """Wait until ``stop`` is set or Ctrl-C, then ``close()`` (the CLI's serving loop)."""
     try:
@@ -90,8 +118,6 @@ class ViewerApp:
         self.playing = False
         self.speed = 30.0
         """Steps per second while playing."""
-        self.errors: list[str] = []
-        """Every error shown on the page, newest last."""
         self.draws = 0
         """Scene updates sent since start."""
         self._next_draw = 0.0
@@ -104,7 +130,7 @@ class ViewerApp:
         self.server.initial_camera.look_at = look_at
         self.server.scene.set_up_direction("+z")
         self.status = gui.add_markdown(self._status_text(), order=0)
-        self.error_text = gui.add_markdown("", order=0.5, visible=False)
+        self.error_line = ErrorLine(gui)
         self._build_controls()
         self.plots = Plots(gui, self.scene.metric_names)
         self.refresh(force=True)
@@ -112,6 +138,11 @@ class ViewerApp:
         self._thread.start()
 
     # ------------------------------------------------------------------ page
+    @property
+    def errors(self) -> list[str]:
+        """Every error shown on the page, newest last."""
+        return self.error_line.errors
+
     @property
     def port(self) -> int:
         return self.gate.port if self.gate is not None else int(self.server.get_port())
@@ -130,25 +161,6 @@ class ViewerApp:
             f"policy: {policy} · {'playing' if self.playing else 'paused'}"
         )
 
-    def _guard(self, fn: Callable[..., Any]) -> Callable[[Any], None]:
-        """A widget callback that shows any error on the page instead of raising in viser's thread."""
-
-        def callback(event: Any) -> None:
-            try:
-                fn(event)
-                self.error_text.visible = False
-            except Exception as err:  # noqa: BLE001 - every failure is shown, the server lives on
-                self.show_error(f"{type(err).__name__}: {err}")
-
-        return callback
-
-    def show_error(self, message: str) -> None:
-        """Show ``message`` on the page (a red line under the status) and log it."""
-        log.error("viewer: %s", message)
-        self.errors.append(message)
-        self.error_text.content = f"<span style='color:#c62828'>**Error:** {message}</span>"
-        self.error_text.visible = True
-
     def _build_controls(self) -> None:
         gui, s = self.server.gui, self.session
         with gui.add_folder("Controls", order=1):
@@ -163,21 +175,25 @@ class ViewerApp:
             self.env_dropdown = gui.add_dropdown(
                 "Env", options=tuple(str(i) for i in range(s.num_envs)), initial_value="0", visible=s.num_envs > 1
             )
-        self.play_button.on_click(self._guard(lambda _: self.set_playing(True)))
-        self.pause_button.on_click(self._guard(lambda _: self.set_playing(False)))
-        self.step_button.on_click(self._guard(lambda _: self.step()))
-        self.reset_button.on_click(self._guard(lambda _: self.reset()))
-        self.speed_slider.on_update(self._guard(lambda _: setattr(self, "speed", float(self.speed_slider.value))))
-        self.policy_dropdown.on_update(self._guard(lambda _: self._set_policy(self.policy_dropdown.value)))
-        self.load_button.on_click(self._guard(lambda _: self.load_checkpoint(self.checkpoint_text.value)))
-        self.env_dropdown.on_update(self._guard(lambda _: self._set_env(int(self.env_dropdown.value))))
+        self.play_button.on_click(self.error_line.guard(lambda _: self.set_playing(True)))
+        self.pause_button.on_click(self.error_line.guard(lambda _: self.set_playing(False)))
+        self.step_button.on_click(self.error_line.guard(lambda _: self.step()))
+        self.reset_button.on_click(self.error_line.guard(lambda _: self.reset()))
+        self.speed_slider.on_update(
+            self.error_line.guard(lambda _: setattr(self, "speed", float(self.speed_slider.value)))
+        )
+        self.policy_dropdown.on_update(self.error_line.guard(lambda _: self._set_policy(self.policy_dropdown.value)))
+        self.load_button.on_click(self.error_line.guard(lambda _: self.load_checkpoint(self.checkpoint_text.value)))
+        self.env_dropdown.on_update(self.error_line.guard(lambda _: self._set_env(int(self.env_dropdown.value))))
         self.dr_sliders: dict[str, Any] = {}
         if s.declared:
             with gui.add_folder("Domain randomisation (next reset)", order=2, expand_by_default=False):
                 for name, p in sorted(s.declared.items()):
                     step = (p.high - p.low) / 100 if p.high > p.low else 1.0
                     slider = gui.add_slider(name, min=p.low, max=p.high, step=step, initial_value=p.nominal)
-                    slider.on_update(self._guard(lambda _, n=name, sl=slider: s.pin_param(n, float(sl.value))))
+                    slider.on_update(
+                        self.error_line.guard(lambda _, n=name, sl=slider: s.pin_param(n, float(sl.value)))
+                    )
                     self.dr_sliders[name] = slider
 
     # ------------------------------------------------------------------ actions
@@ -194,7 +210,7 @@ class ViewerApp:
         self.refresh(force=True)
 
     def load_checkpoint(self, path: str) -> None:
-        """Load a checkpoint typed in the page; its errors show on the page (see :meth:`_guard`)."""
+        """Load a checkpoint typed in the page; its errors show on the page (see :meth:`ErrorLine.guard`)."""
         if not path.strip():
             raise ValueError("type the path of a checkpoint.pt, a run folder or a shipped policy first")
         self.session.load_checkpoint(path.strip())
@@ -241,7 +257,7 @@ class ViewerApp:
                 self.step(force_draw=False)
             except Exception as err:  # noqa: BLE001 - a policy or task error pauses, it does not kill the server
                 self.playing = False
-                self.show_error(f"stepping failed, paused: {type(err).__name__}: {err}")
+                self.error_line.show(f"stepping failed, paused: {type(err).__name__}: {err}")
             self._stop.wait(max(0.0, 1.0 / self.speed - (time.monotonic() - start)))
 
     def serve_forever(self) -> None:

@@ -12,9 +12,9 @@ from typing import Any
 
 import numpy as np
 
-from embodied.sim.viewer.app import block_until_interrupted, page_url, serve
+from embodied.sim.viewer.app import ErrorLine, block_until_interrupted, page_url, serve
 from embodied.sim.viewer.plots import _chart
-from embodied.sim.viewer.record import Rollout
+from embodied.sim.viewer.record import Rollout, load_rollout
 from embodied.sim.viewer.scenes import build_scene
 
 
@@ -34,27 +34,56 @@ class ReplayApp:
         self.server.initial_camera.position, self.server.initial_camera.look_at = self.scene.camera
         self.server.scene.set_up_direction("+z")
         gui = self.server.gui
-        gui.add_markdown(
-            f"**Replay** of {rollout.task_id}: {rollout.steps} steps, policy {rollout.meta.get('policy', '?')}", order=0
-        )
+        self.title = gui.add_markdown(self._title(), order=0)
+        self.error_line = ErrorLine(gui)
+        guard = self.error_line.guard
         self.playing = False
         self.time = gui.add_slider("Step", min=0, max=rollout.steps, step=1, initial_value=0, order=1)
         self.play_button = gui.add_button("Play", order=2)
         self.pause_button = gui.add_button("Pause", order=3)
-        self.time.on_update(lambda _: self.show(int(self.time.value)))
-        self.play_button.on_click(lambda _: setattr(self, "playing", True))
-        self.pause_button.on_click(lambda _: setattr(self, "playing", False))
+        self.file_text = gui.add_text("Rollout file", initial_value="", order=4)
+        self.open_button = gui.add_button("Open rollout", order=5)
+        self.time.on_update(guard(lambda _: self.show(int(self.time.value))))
+        self.play_button.on_click(guard(lambda _: setattr(self, "playing", True)))
+        self.pause_button.on_click(guard(lambda _: setattr(self, "playing", False)))
+        self.open_button.on_click(guard(lambda _: self.open(self.file_text.value)))
+        self.plots_folder: Any = None
         self._plots()
         self.show(0)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="viewer-replay", daemon=True)
         self._thread.start()
 
+    def _title(self) -> str:
+        r = self.rollout
+        return f"**Replay** of {r.task_id}: {r.steps} steps, policy {r.meta.get('policy', '?')}"
+
+    def open(self, path: str) -> None:
+        """Show another rollout of the same task (typed in the page); a bad file leaves the page as it was."""
+        if not path.strip():
+            raise ValueError("type the path of a rollout file (.npz) first")
+        rollout = load_rollout(path.strip())
+        if rollout.task_id != self.rollout.task_id:
+            raise ValueError(
+                f"{path} records {rollout.task_id}, and this page shows {self.rollout.task_id}: "
+                f"open it with `embodied view --replay {path}`"
+            )
+        self.playing = False
+        self.rollout, self.scene_rows = rollout, rollout.group("scene")
+        self.title.content = self._title()
+        self._plots()
+        self.time.max = rollout.steps
+        self.time.value = 0
+        self.show(0)
+
     def _plots(self) -> None:
         r, gui = self.rollout, self.server.gui
         x = np.arange(1, r.steps + 1, dtype=np.float64)
         terms = r.group("reward_terms")
-        with gui.add_folder("Plots", order=20):
+        if self.plots_folder is not None:
+            self.plots_folder.remove()
+        self.plots_folder = gui.add_folder("Plots", order=20)
+        with self.plots_folder:
             chart = _chart(gui, "Reward and its terms", "step", ["reward", *terms], 1)
             chart.data = (x, r.arrays["rewards"].astype(np.float64), *(v.astype(np.float64) for v in terms.values()))
             for k, (name, values) in enumerate(r.group("metrics").items()):
