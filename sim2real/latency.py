@@ -75,6 +75,17 @@ class ActionLatency(BatchedWrapper):
             self._restart(done.nonzero().squeeze(-1))
         return obs, reward, terminated, truncated, info
 
+    def set_steps(self, steps: int) -> None:
+        """Change the delay from the next step on (the viewer's live control): the newest actions
+        queued stay queued, and a longer queue is filled with the action last applied, so the
+        change itself sends no zero or stale command."""
+        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
+            raise ValueError(f"latency steps must be an int >= 0, got {steps!r}")
+        newest = self.queue[:, max(self.queue.shape[1] - steps, 0) :]
+        held = self.last_applied.unsqueeze(1).expand(-1, steps - newest.shape[1], *self.action_shape)
+        self.queue = torch.cat([held, newest], dim=1)
+        self.cfg = dataclasses.replace(self.cfg, steps=steps)
+
     def _wrapper_state(self) -> dict[str, Any]:
         return {"queue": self.queue.clone(), "last_applied": self.last_applied.clone()}
 

@@ -78,6 +78,12 @@ class ObservationNoise(BatchedWrapper):
         self.last: dict[str, torch.Tensor] | None = None
         """The latest noisy reading of each perturbed entry, held by ``"hold"`` dropout."""
 
+    def set_std(self, std: float) -> None:
+        """Change the white noise's standard deviation from the next observation on (the viewer's live control)."""
+        if not np.isfinite(std) or std < 0:
+            raise ValueError(f"noise std must be a finite number >= 0, got {std!r}")
+        self.cfg = dataclasses.replace(self.cfg, std=float(std))
+
     @staticmethod
     def _resolve_keys(space: gymnasium.Space, keys: tuple[str, ...] | None) -> dict[str, tuple[int, ...]]:
         if isinstance(space, gymnasium.spaces.Dict):

@@ -142,6 +142,42 @@ def test_latency_zero_steps_passes_actions_through(task_id):
         assert_same_step(env.step(action), ref.step(action))
 
 
+def test_latency_set_steps_changes_the_delay_live_without_a_stale_or_zero_command():
+    env = ActionLatency(make("Control/Pendulum-v0", num_envs=2), LatencyCfg(steps=2))
+    applied = record_applied(env)
+    env.reset(seed=0)
+    a = random_actions(env, 8, scale=0.5)
+    for action in a[:4]:
+        env.step(action)
+    assert torch.equal(applied[-1], a[1])
+    env.set_steps(4)  # longer: the last applied action is held until the queued ones come out
+    for action in a[4:6]:
+        env.step(action)
+    assert torch.equal(applied[-2], a[1]) and torch.equal(applied[-1], a[1])
+    env.step(a[6])
+    assert torch.equal(applied[-1], a[2]), "then the queue plays on: a[2] was queued before the change"
+    env.set_steps(1)  # shorter: only the newest queued action stays
+    env.step(a[7])
+    assert torch.equal(applied[-1], a[6])
+    env.set_steps(0)
+    env.step(a[0])
+    assert torch.equal(applied[-1], a[0])
+    with pytest.raises(ValueError, match="steps"):
+        env.set_steps(-1)
+
+
+def test_noise_set_std_changes_the_noise_live():
+    noisy, clean = ObservationNoise(make("Control/Pendulum-v0"), NoiseCfg()), make("Control/Pendulum-v0")
+    obs, ref = noisy.reset(seed=0)[0], clean.reset(seed=0)[0]
+    assert torch.equal(obs, ref)
+    noisy.set_std(0.5)
+    action = random_actions(noisy, 1)[0]
+    obs, ref = noisy.step(action)[0], clean.step(action)[0]
+    assert 0.1 < float((obs - ref).std()) < 1.5
+    with pytest.raises(ValueError, match="std"):
+        noisy.set_std(float("nan"))
+
+
 def test_latency_rejects_bad_configs_and_actions():
     env = make("Control/Pendulum-v0")
     with pytest.raises(ValueError, match="steps"):

@@ -2,7 +2,8 @@
 Playwright (never ``playwright install``; flags from /work/shared/design/viewer.md).
 
 One test per family drives one page through everything a user does: connect, see a non-blank
-3D canvas, step, move a domain-randomisation slider and reset, switch policy; the page must
+3D canvas, step, move a domain-randomisation slider and reset, turn on action latency and
+observation noise, switch policy; the page must
 contact no host but 127.0.0.1. Bad input (unknown task, missing or incompatible checkpoint,
 corrupt rollout file) is checked on the terminal and, where the server is up, on the page.
 Set ``EMBODIED_VIEWER_FIGURES=docs/figures`` to save each family's screenshot there.
@@ -200,6 +201,18 @@ def test_viewer_page(family: str, browser: Any, app_for: Any, tmp_path: Path) ->
             assert wait_for(lambda: s.env_id == 1, page)
             env1 = (int(s.base.house_seed[1]), int(s.base.goal[1]))
             assert wait_for(lambda: app.scene.shown == env1, page), (app.scene.shown, env1)
+
+        # Sim-to-real adapters, live: action latency and observation noise (off at first).
+        assert s.latency.cfg.steps == 0 and (s.noise is None or s.noise.cfg.std == 0.0)
+        page.get_by_text("Sim-to-real adapters (live)").click()
+        settings = [("Action latency (steps)", "3", lambda: s.latency.cfg.steps == 3)]
+        if s.noise is not None:
+            settings.append(("Observation noise std", "0.1", lambda: s.noise.cfg.std == pytest.approx(0.1)))
+        for label, text, applied_now in settings:
+            box = field(page, label, "input.mantine-NumberInput-input")
+            box.fill(text)
+            box.press("Enter")
+            assert wait_for(applied_now, page), label
 
         # Another policy.
         assert s.policy == ("checkpoint" if checkpoint else "random")

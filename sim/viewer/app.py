@@ -26,6 +26,10 @@ log = logging.getLogger(__name__)
 
 MAX_DRAWS_PER_S = 30.0
 """Scene updates are skipped beyond this rate while playing faster (a browser shows 30-60 frames/s)."""
+MAX_LATENCY_STEPS = 10
+"""Upper end of the page's action-latency slider (primitive steps; 0 is off)."""
+MAX_NOISE_STD = 0.5
+"""Upper end of the page's observation-noise slider (standard deviation in observation units; 0 is off)."""
 DRAW_BUDGET = 0.15
 """While playing, redraws may take at most this fraction of the wall time, so an expensive scene
 (tactile images) slows the simulation by about this much and no more: it is redrawn less often."""
@@ -185,6 +189,29 @@ class ViewerApp:
         self.policy_dropdown.on_update(self.error_line.guard(lambda _: self._set_policy(self.policy_dropdown.value)))
         self.load_button.on_click(self.error_line.guard(lambda _: self.load_checkpoint(self.checkpoint_text.value)))
         self.env_dropdown.on_update(self.error_line.guard(lambda _: self._set_env(int(self.env_dropdown.value))))
+        with gui.add_folder("Sim-to-real adapters (live)", order=1.5, expand_by_default=False):
+            self.latency_slider = gui.add_slider(
+                "Action latency (steps)",
+                min=0,
+                max=max(MAX_LATENCY_STEPS, s.latency.cfg.steps),
+                step=1,
+                initial_value=s.latency.cfg.steps,
+            )
+            self.latency_slider.on_update(
+                self.error_line.guard(lambda _: s.set_latency_steps(int(self.latency_slider.value)))
+            )
+            self.noise_slider = None
+            if s.noise is not None:
+                self.noise_slider = gui.add_slider(
+                    "Observation noise std",
+                    min=0.0,
+                    max=max(MAX_NOISE_STD, s.noise.cfg.std),
+                    step=0.005,
+                    initial_value=s.noise.cfg.std,
+                )
+                self.noise_slider.on_update(
+                    self.error_line.guard(lambda _: s.set_noise_std(float(self.noise_slider.value)))  # type: ignore[union-attr]
+                )
         self.dr_sliders: dict[str, Any] = {}
         if s.declared:
             with gui.add_folder("Domain randomisation (next reset)", order=2, expand_by_default=False):

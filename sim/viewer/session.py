@@ -20,7 +20,9 @@ from typing import Any
 
 import torch
 
-from embodied.sim.env import BatchedEnv, RandomizedParam
+from embodied.sim.env import BatchedEnv, BatchedWrapper, RandomizedParam
+from embodied.sim2real.latency import ActionLatency
+from embodied.sim2real.noise import ObservationNoise
 from embodied.tasks import registry
 
 log = logging.getLogger(__name__)
@@ -67,8 +69,6 @@ class ViewerSession:
         seed: int = 0,
         device: str = "cpu",
     ) -> None:
-        from embodied.policies.train import build_env
-
         registry.spec(task_id)  # an unknown id fails here, with the registry's suggestions
         if num_envs < 1:
             raise ValueError(f"--num-envs must be >= 1, got {num_envs}")
@@ -82,10 +82,12 @@ class ViewerSession:
         if checkpoint is not None:
             self.learner, self.run = check_checkpoint(checkpoint, task_id, device)
         self.checkpoint = str(checkpoint) if checkpoint is not None else None
-        self.env: BatchedEnv = build_env(
-            task_id, num_envs, device, seed, self.run.get("task_overrides"), self.run.get("adapters")
-        )
+        self.env: BatchedEnv = self._build_env(num_envs, seed)
         self.base = self.env.unwrapped
+        self.noise = _find_wrapper(self.env, ObservationNoise)
+        """The observation-noise adapter the page tunes live (None: the task has no float observations)."""
+        self.latency = _find_wrapper(self.env, ActionLatency)
+        """The action-latency adapter the page tunes live."""
         self.declared: dict[str, RandomizedParam] = self.base.randomizable_params()
         self.pinned: dict[str, float] = {}
         """DR parameter values chosen in the page, applied to every env at its next reset."""
@@ -99,7 +101,35 @@ class ViewerSession:
         self.obs, _ = self.env.reset(seed=seed)
         self.last = StepRecord()
 
+    def _build_env(self, num_envs: int, seed: int) -> BatchedEnv:
+        """The task under the checkpoint's adapters, plus observation noise and action latency switched
+        off (std 0, 0 steps) where the checkpoint has none, so the page can turn them on live."""
+        from embodied.policies.train import build_env
+
+        adapters = {"latency": {"steps": 0}, "noise": {"std": 0.0}, **(self.run.get("adapters") or {})}
+        overrides = self.run.get("task_overrides")
+        try:
+            return build_env(self.task_id, num_envs, self.device, seed, overrides, adapters)
+        except ValueError as err:
+            if "noise" not in str(err):
+                raise
+            log.info("viewer: %s takes no observation noise (%s)", self.task_id, err)
+            adapters.pop("noise")
+            return build_env(self.task_id, num_envs, self.device, seed, overrides, adapters)
+
     # ------------------------------------------------------------------ controls
+    def set_noise_std(self, std: float) -> None:
+        """Observation noise from the next observation on (0: off)."""
+        if self.noise is None:
+            raise ValueError(f"{self.task_id} has no float observations to add noise to")
+        with self.lock:
+            self.noise.set_std(std)
+
+    def set_latency_steps(self, steps: int) -> None:
+        """Action latency in primitive steps from the next step on (0: off)."""
+        with self.lock:
+            self.latency.set_steps(steps)  # type: ignore[union-attr]
+
     @property
     def num_envs(self) -> int:
         return self.env.num_envs
@@ -193,3 +223,12 @@ class ViewerSession:
             if self._apply_pinned in self.base.reset_hooks:
                 self.base.reset_hooks.remove(self._apply_pinned)
             self.env.close()
+
+
+def _find_wrapper(env: BatchedEnv, kind: type) -> Any:
+    """The adapter of type ``kind`` in ``env``'s wrapper chain, or None."""
+    while isinstance(env, BatchedWrapper):
+        if isinstance(env, kind):
+            return env
+        env = env.env
+    return None
