@@ -484,3 +484,18 @@ def test_replay_page_scrubs_and_reports_a_corrupt_file_on_the_page(browser: Any,
         context.close()
         app.close()
     assert hosts == {f"127.0.0.1:{app.port}"}
+
+
+def test_rfq_page_plots_transmission() -> None:
+    """RFQ tasks measure transmission, not an orbit: that is what their page plots."""
+    from embodied.sim.viewer.app import ViewerApp
+
+    app = ViewerApp(ViewerSession("Beam/RFQTransmission-LPI-v0"), port=free_port())
+    try:
+        for _ in range(3):
+            app.step()
+        values = app.plots.metric_values
+        assert set(values) == {"transmission", "machine_evaluations"} and len(values["transmission"]) == 3
+        assert all(0.0 <= v <= 1.0 for v in values["transmission"]) and not app.errors
+    finally:
+        app.close()

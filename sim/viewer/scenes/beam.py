@@ -54,6 +54,8 @@ class BeamScene(Scene):
         centres = np.array([by_name[e.name][0] + by_name[e.name][1] / 2 for e in sol])
         self.corrector_s = np.repeat(centres, 2) + np.tile([-0.04, 0.04], len(centres))  # H then V per solenoid
         self.has_orbit = hasattr(base, "readings") and len(self.bpm_s) > 0
+        # RFQ tasks read transmission, not an orbit: plot what the task measures.
+        self.metric_names = ("orbit_rms_mm" if self.has_orbit else "transmission", "machine_evaluations")
         n = len(self.bpm_s)
         self.centroids = server.scene.add_batched_meshes_simple(
             "/beam/centroids",
