@@ -60,7 +60,15 @@ setup(
     extras_require={
         "gpu": ["mujoco-warp"],
         "habitat": [],  # habitat-sim is not on PyPI: install it from conda or source
+        # Scale-out (docs/scaleout.md). RLlib's own extra pins an older gymnasium: its needs are listed by hand.
+        "ray": ["ray[tune]==2.60.0"],
+        "rllib": ["ray[tune]==2.60.0", "dm_tree", "lz4", "ormsgpack", "scipy"],
         "dev": [
+            "ray[tune]==2.60.0",  # tests/test_scaleout*.py (with RLlib's needs below)
+            "dm_tree",
+            "lz4",
+            "ormsgpack",
+            "scipy",
             "pytest>=8",
             "pytest-xdist",
             "hypothesis>=6",
