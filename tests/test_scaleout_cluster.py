@@ -31,7 +31,8 @@ if not IN_NAMESPACE:
         pytest.importorskip("ray", reason="Ray is in the ray extra (and the dev extra)")
         from embodied.policies.scaleout.cluster import NETWORK_ENV
 
-        probe = subprocess.run(["unshare", "--net", "--pid", "--fork", "--mount-proc", "true"], capture_output=True, text=True)
+        probe = subprocess.run(["unshare", "--net", "--pid", "--fork", "--mount-proc", "sh", "-c", "ip link set lo up"],
+                               capture_output=True, text=True)
         if probe.returncode != 0:
             pytest.skip(f"cannot create a private network and PID namespace ({probe.stderr.strip()}); run as root")
         env = {**os.environ, **NETWORK_ENV, "EMBODIED_TEST_RAY_NAMESPACE": "1", "RAY_AUTH_MODE": "disabled"}
