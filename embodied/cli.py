@@ -1,4 +1,4 @@
-"""The ``embodied`` command: list, info, train, sweep, eval, demo, view.
+"""The ``embodied`` command: list, info, train, sweep, eval, demo, view, ros.
 
 Settings beyond the flags are ``key=value`` overrides after the task id, checked against the
 config dataclasses (a typo fails naming the key):
@@ -251,6 +251,36 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_ros(args: argparse.Namespace) -> int:
+    """``ros sim`` / ``ros deploy``: the ROS bridge (sim2real/ros, docs/ros.md)."""
+    from embodied.sim2real.ros.cli import run_ros_command
+
+    return run_ros_command(args)
+
+
+def _add_ros_parsers(sub: Any) -> None:
+    ros = sub.add_parser("ros", help="the ROS bridge: serve a task as a ROS robot, deploy a policy (docs/ros.md)")
+    ros_sub = ros.add_subparsers(dest="ros_command", required=True)
+    for name, help_text in (("sim", "serve a task as a ROS robot: sensors and /clock out, commands in"),
+                            ("deploy", "drive a ROS robot (or `ros sim`) with a checkpoint's policy")):
+        p = ros_sub.add_parser(name, help=help_text)
+        p.add_argument("task_id")
+        p.add_argument("--config", help="bridge config, YAML or JSON (default: assets/ros/<family>.yaml)")
+        p.add_argument("--ros", type=int, default=1, choices=(1, 2), help="ROS version (default 1)")
+        p.add_argument("--duration", type=float, help="stop after this many seconds (default: at SIGINT/SIGTERM)")
+        p.add_argument("--report", help="write a JSON report of the run here when it ends")
+        p.add_argument("overrides", nargs="*", help="bridge config overrides, e.g. rate_hz=100 command.topic=/cmd")
+        p.set_defaults(func=cmd_ros)
+        if name == "sim":
+            p.add_argument("--mode", choices=("command", "rate"), default="command",
+                           help="step on each command (default), or every period with the latest command")
+            p.add_argument("--seed", type=int, default=0)
+        else:
+            p.add_argument("--checkpoint", required=True, help="checkpoint.pt, a run folder, or a shipped policy file")
+            p.add_argument("--steps", type=int, help="stop after this many control steps")
+            p.add_argument("--wait", type=float, default=10.0, help="seconds to wait for a command subscriber")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="embodied", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
@@ -354,6 +384,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="run the shipped trained policies on a task of each family")
     p.add_argument("--episodes", type=int, default=10)
     p.set_defaults(func=cmd_demo)
+
+    _add_ros_parsers(sub)
     return parser
 
 
