@@ -1,0 +1,121 @@
+"""What ``embodied ros sim`` and ``embodied ros deploy`` run: a node process around the cores.
+
+Each function makes the transport of the chosen ROS version, runs a core from ``bridge.py`` or
+``sim_node.py`` until its end (or SIGINT/SIGTERM), and writes a JSON report (``report_path``)
+that tests and users can read. Only ROS 1 exists as a backend so far.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import threading
+from pathlib import Path
+from typing import Any, Literal
+
+from embodied.sim2real.ros.bridge import BridgeError, PolicyBridge, PolicyFn, RosRobot, learner_policy
+from embodied.sim2real.ros.config import BridgeCfg
+from embodied.sim2real.ros.sim_node import SimNode
+from embodied.sim2real.ros.transport import Transport
+
+logger = logging.getLogger(__name__)
+
+
+def make_transport(ros: int, node_name: str, cfg: BridgeCfg) -> Transport:
+    """The transport of ROS version ``ros`` (1; ROS 2 is not built yet)."""
+    if ros == 1:
+        from embodied.sim2real.ros.ros1 import Ros1Transport
+
+        return Ros1Transport(node_name, cfg.master_check_every_s)
+    raise ValueError(f"--ros {ros}: only the ROS 1 backend exists so far (ROS 2 is planned, see docs/ros.md)")
+
+
+def _write_report(path: str | Path | None, report: dict[str, Any]) -> None:
+    if path is not None:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_text(json.dumps(report, indent=2))
+
+
+def run_sim(
+    task_id: str,
+    cfg: BridgeCfg,
+    mode: Literal["command", "rate"] = "command",
+    seed: int = 0,
+    duration_s: float | None = None,
+    report_path: str | Path | None = None,
+    ros: int = 1,
+) -> dict[str, Any]:
+    """Serve ``task_id`` as a robot until SIGINT/SIGTERM (or ``duration_s``); returns the report."""
+    transport = make_transport(ros, "embodied_sim", cfg)
+    node = SimNode(task_id, cfg, transport, mode=mode, seed=seed)
+    stop = threading.Event()
+    previous = {s: signal.signal(s, lambda *_: stop.set()) for s in (signal.SIGINT, signal.SIGTERM)}
+    error = ""
+    try:
+        node.start()
+        logger.info("serving %s on %s (%s mode)", task_id, [t.topic for t in cfg.observations], mode)
+        node.run(stop, duration_s)
+    except Exception as err:  # the report says why the node stopped; the CLI turns it into an exit code
+        error = str(err)
+        raise
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        report = {"task_id": task_id, "mode": mode, **node.report(), "error": error}
+        _write_report(report_path, report)
+        node.close()
+        transport.close()
+    return report
+
+
+def run_deploy(
+    task_id: str,
+    checkpoint: str | Path | None,
+    cfg: BridgeCfg,
+    steps: int | None = None,
+    duration_s: float | None = None,
+    report_path: str | Path | None = None,
+    ros: int = 1,
+    wait_s: float = 10.0,
+    policy_fn: PolicyFn | None = None,
+) -> dict[str, Any]:
+    """Drive the robot on ``cfg``'s topics with the checkpoint's policy (or ``policy_fn``); returns the report.
+
+    Waits up to ``wait_s`` for the command topic to have a subscriber, so no command is lost to
+    connection set-up. A master that goes away raises :class:`BridgeError` after the safe action.
+    """
+    from embodied.tasks import registry
+
+    task_overrides: dict[str, Any] = {}
+    if policy_fn is None:
+        if checkpoint is None:
+            raise ValueError("deploy needs --checkpoint (a run folder, checkpoint.pt or a shipped policy file)")
+        from embodied.policies.train import load_policy
+
+        learner, run = load_policy(checkpoint)
+        if run["task_id"] != task_id:
+            raise ValueError(f"checkpoint {checkpoint} was trained on {run['task_id']}, not {task_id}")
+        task_overrides = run["task_overrides"]
+        policy_fn = learner_policy(learner)
+    env = registry.make(task_id, num_envs=1, **task_overrides)
+    observation_space, action_space = env.single_observation_space, env.single_action_space
+    env.close()
+    transport = make_transport(ros, "embodied_policy", cfg)
+    robot = RosRobot(cfg, observation_space, action_space, transport)
+    bridge = PolicyBridge(policy_fn, robot)
+    report: dict[str, Any] = {"task_id": task_id, "checkpoint": None if checkpoint is None else str(checkpoint)}
+    try:
+        robot.connect()
+        wait = getattr(transport, "wait_for_subscribers", None)
+        if wait is not None and not wait(cfg.command.topic, wait_s):
+            logger.warning("nobody subscribes to %s after %.0f s; sending anyway", cfg.command.topic, wait_s)
+        bridge.run(steps=steps, duration_s=duration_s)
+    except BridgeError as err:
+        report["error"] = str(err)
+        raise
+    finally:
+        report.update(bridge.stats.to_dict())
+        _write_report(report_path, report)
+        transport.close()
+    return report
