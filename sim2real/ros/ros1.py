@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import threading
 import time
 from typing import Any
@@ -96,6 +97,17 @@ def from_ros(msg: Any) -> Message:
     return out
 
 
+def _keep_suite_logs_on_stderr(level: int) -> None:
+    """rospy's ``init_node`` sends the root logger to its own log files; the suite's warnings
+    (rejected messages, safe actions) must still reach the node's stderr."""
+    suite = logging.getLogger("embodied")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    suite.addHandler(handler)
+    suite.setLevel(level)
+    suite.propagate = False
+
+
 class Ros1Transport:
     """One rospy node: subscribe, advertise, publish; ``check`` fails once the master is gone."""
 
@@ -111,7 +123,9 @@ class Ros1Transport:
                 " or set ROS_MASTER_URI"
             )
         os.environ.setdefault("ROS_IP", "127.0.0.1")  # nodes bind loopback unless told otherwise
+        level = logging.getLogger().getEffectiveLevel()
         rospy.init_node(node_name, anonymous=True, disable_signals=True, disable_rosout=True, disable_rostime=True)
+        _keep_suite_logs_on_stderr(level)
         self.publishers: dict[str, Any] = {}
         self.subscribers: list[Any] = []
         self.error: str | None = None
