@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test lint bench clean
+.PHONY: setup ros1 demo test lint bench clean
 
 $(STAMP): setup.py
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -14,12 +14,16 @@ $(STAMP): setup.py
 	$(BIN)/pip install -q -e '.[dev]'
 	touch $(STAMP)
 
-setup: $(STAMP)
+# Debian's ROS 1 (rospy), where installed, made importable from the venv (idempotent, quick).
+ros1: $(STAMP)
+	VENV=$(VENV) scripts/setup_ros1.sh
+
+setup: $(STAMP) ros1
 
 demo: $(STAMP)
 	$(BIN)/embodied demo
 
-test: $(STAMP)
+test: $(STAMP) ros1
 	$(BIN)/python -m pytest -q -n 2 tests
 
 lint: $(STAMP)
