@@ -148,6 +148,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
             args.task_id, learner, args.record, episodes=1, seed=args.seed, device=args.device,
             task_overrides={**run["task_overrides"], **groups["task"]}, adapters={**run["adapters"], **groups["adapters"]},
             video=args.video, meta={"policy": "checkpoint", "checkpoint": str(args.checkpoint)})
+    if args.record_bag:
+        from embodied.sim2real.ros.cli import record_eval_bag
+
+        summary["recorded_bag"] = record_eval_bag(args.task_id, learner, args.record_bag, args.seed,
+                                                  {**run["task_overrides"], **groups["task"]})
     text = json.dumps(summary, indent=2)
     print(text)
     if args.output:
@@ -252,7 +257,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_ros(args: argparse.Namespace) -> int:
-    """``ros sim`` / ``ros deploy``: the ROS bridge (sim2real/ros, docs/ros.md)."""
+    """``ros sim|deploy|record|replay``: the ROS bridge (sim2real/ros, docs/ros.md)."""
     from embodied.sim2real.ros.cli import run_ros_command
 
     return run_ros_command(args)
@@ -261,6 +266,22 @@ def cmd_ros(args: argparse.Namespace) -> int:
 def _add_ros_parsers(sub: Any) -> None:
     ros = sub.add_parser("ros", help="the ROS bridge: serve a task as a ROS robot, deploy a policy (docs/ros.md)")
     ros_sub = ros.add_subparsers(dest="ros_command", required=True)
+    p = ros_sub.add_parser("record", help="record the bridge config's topics from a live graph into a bag")
+    p.add_argument("task_id", help="the task whose family's config names the topics (or give --config)")
+    p.add_argument("bag", help="PATH.bag for ROS 1, any other PATH for a ROS 2 MCAP bag folder")
+    p.add_argument("--config", help="bridge config, YAML or JSON (default: assets/ros/<family>.yaml)")
+    p.add_argument("--ros", type=int, default=1, choices=(1, 2), help="ROS version (default 1)")
+    p.add_argument("--duration", type=float, help="stop after this many seconds (default: at SIGINT/SIGTERM)")
+    p.add_argument("overrides", nargs="*", help="bridge config overrides")
+    p.set_defaults(func=cmd_ros)
+    p = ros_sub.add_parser("replay", help="a bag as open-loop input to a policy, and/or converted to a rollout file")
+    p.add_argument("task_id")
+    p.add_argument("bag", help="a ROS 1 .bag or a ROS 2 bag folder (ours or rosbag record's)")
+    p.add_argument("--config", help="bridge config, YAML or JSON (default: assets/ros/<family>.yaml)")
+    p.add_argument("--checkpoint", help="compare this policy's actions with the recorded commands")
+    p.add_argument("--rollout", help="also save (observation, command) pairs as a rollout file (.npz)")
+    p.add_argument("overrides", nargs="*", help="bridge config overrides")
+    p.set_defaults(func=cmd_ros)
     for name, help_text in (("sim", "serve a task as a ROS robot: sensors and /clock out, commands in"),
                             ("deploy", "drive a ROS robot (or `ros sim`) with a checkpoint's policy")):
         p = ros_sub.add_parser(name, help=help_text)
@@ -360,6 +381,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--record", help="also run one episode of one env and save it as a rollout file (.npz) for"
                    " `embodied view --replay` (format: sim/viewer/record.py)")
     p.add_argument("--video", help="also run one episode of one env and save the env's render() as an mp4")
+    p.add_argument("--record-bag", help="also run one episode through the ROS bridge and save its topics as a bag:"
+                   " PATH.bag for ROS 1, any other PATH for a ROS 2 MCAP bag folder (docs/ros.md)")
     p.add_argument("overrides", nargs="*", help="task.* and adapters.* overrides (e.g. adapters.noise.std=0.05)")
     p.set_defaults(func=cmd_eval)
 
