@@ -2,7 +2,8 @@
 
 Each function makes the transport of the chosen ROS version, runs a core from ``bridge.py`` or
 ``sim_node.py`` until its end (or SIGINT/SIGTERM), and writes a JSON report (``report_path``)
-that tests and users can read. Only ROS 1 exists as a backend so far.
+that tests and users can read; :func:`run_record` records the config's topics into a bag.
+Only ROS 1 exists as a backend so far.
 """
 
 from __future__ import annotations
@@ -119,3 +120,26 @@ def run_deploy(
         _write_report(report_path, report)
         transport.close()
     return report
+
+
+def run_record(
+    task_id: str,
+    cfg: BridgeCfg,
+    bag_path: str | Path,
+    duration_s: float | None = None,
+    ros: int = 1,
+) -> dict[str, Any]:
+    """Record the config's observation, command and status topics until SIGINT/SIGTERM (or ``duration_s``)."""
+    from embodied.sim2real.ros.bags import record_topics
+
+    transport = make_transport(ros, "embodied_record", cfg)
+    topics = [(t.topic, t.type) for t in cfg.observations]
+    topics += [(cfg.command.topic, cfg.command.type), (cfg.status_topic, "std_msgs/String")]
+    stop = threading.Event()
+    previous = {s: signal.signal(s, lambda *_: stop.set()) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        return {"task_id": task_id, **record_topics(transport, topics, bag_path, stop, duration_s)}
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        transport.close(linger_s=0.0)

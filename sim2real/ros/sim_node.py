@@ -45,11 +45,12 @@ class SimNode:
         mode: Literal["command", "rate"] = "command",
         seed: int = 0,
         clock: Callable[[], float] = time.monotonic,
+        task_overrides: dict[str, Any] | None = None,
     ) -> None:
         if mode not in ("command", "rate"):
             raise ValueError(f"sim node mode must be 'command' or 'rate', got {mode!r}")
         self.cfg, self.transport, self.mode, self.clock = cfg, transport, mode, clock
-        self.robot = SimulatedHardware(task_id, seed=seed)
+        self.robot = SimulatedHardware(task_id, seed=seed, **(task_overrides or {}))
         self.action_size = int(np.prod(self.robot.action_space.shape))
         self.scale, self.offset = wire_transform(cfg, self.action_size)
         for topic in cfg.observations:
