@@ -63,7 +63,9 @@ setup(
         # Scale-out (docs/scaleout.md). RLlib's own extra pins an older gymnasium: its needs are listed by hand.
         "ray": ["ray[tune]==2.60.0"],
         "rllib": ["ray[tune]==2.60.0", "dm_tree", "lz4", "ormsgpack", "scipy"],
+        "ros": ["rosbags>=0.10"],  # ROS 1 / ROS 2 bags (rospy itself comes from Debian: docs/ros.md)
         "dev": [
+            "rosbags>=0.10",  # tests/test_ros*.py
             "ray[tune]==2.60.0",  # tests/test_scaleout*.py (with RLlib's needs below)
             "dm_tree",
             "lz4",
