@@ -499,3 +499,22 @@ def test_rfq_page_plots_transmission() -> None:
         assert all(0.0 <= v <= 1.0 for v in values["transmission"]) and not app.errors
     finally:
         app.close()
+
+
+def test_replay_of_a_rollout_converted_from_a_bag_plots_actions_and_observations(tmp_path: Path) -> None:
+    """A bag converted to a rollout has no scene rows and no rewards: its replay page opens and plots
+    the observations and commands it holds."""
+    from embodied.sim.viewer.replay import ReplayApp
+    from embodied.sim2real.ros.bags import save_pairs_as_rollout
+
+    observations = [np.full(4, k, np.float32) for k in range(30)]
+    actions = [np.array([np.sin(k / 5)], np.float32) for k in range(30)]
+    path = save_pairs_as_rollout(tmp_path / "bag.npz", "Control/InvertedPendulum-v0", "robot.bag", observations, actions)
+    rollout = load_rollout(path)
+    assert not rollout.has_scene and rollout.steps == 30
+    app = ReplayApp(rollout, port=free_port())
+    try:
+        app.show(12)
+        assert "no scene recorded" in app.title.content
+    finally:
+        app.close()

@@ -21,7 +21,10 @@ key                         content
                             after the reset, row t + 1 after step t
 ==========================  ==========================================================
 
-The ``scene/`` rows are all a replay needs to redraw; the rest is for analysis and the plots.
+The ``scene/`` rows are all a replay needs to redraw; the rest is for analysis and the plots. A
+rollout converted from a ROS bag (``embodied ros replay BAG --rollout FILE``) has no ``scene/``
+rows (a bag carries sensor messages, not the simulator's state) and NaN rewards: the replay page
+then plots its actions and observations only.
 Videos go through the env's own ``render()`` (MuJoCo's offscreen renderer for MuJoCo tasks:
 ``MUJOCO_GL=egl``, or ``osmesa``; the beam tasks draw their bars) and ``imageio-ffmpeg``.
 """
@@ -80,9 +83,10 @@ class Rollout:
         """The arrays under ``prefix/``, keyed by the rest of their name."""
         return {k[len(prefix) + 1 :]: v for k, v in self.arrays.items() if k.startswith(prefix + "/")}
 
-    def scene_at(self, t: int) -> dict[str, np.ndarray]:
-        """The scene snapshot after ``t`` steps (0: after the reset)."""
-        return {k: v[t] for k, v in self.group("scene").items()}
+    @property
+    def has_scene(self) -> bool:
+        """Whether the scene can be redrawn (False for rollouts converted from bags)."""
+        return any(k.startswith("scene/") for k in self.arrays)
 
 
 def save_rollout(path: str | Path, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> Path:
@@ -122,9 +126,10 @@ def load_rollout(path: str | Path) -> Rollout:
         raise ValueError(f"{path} has an unknown rollout format {arrays.get('format')!s}; this version reads {FORMAT}")
     try:
         meta = json.loads(str(arrays.pop("meta")))
-        task_id = meta["task_id"]
-    except (json.JSONDecodeError, KeyError, TypeError) as err:
+    except json.JSONDecodeError as err:
         raise ValueError(f"{path}: its metadata is unreadable ({err})") from None
+    if not isinstance(meta, dict) or "task_id" not in meta:
+        raise ValueError(f"{path}: its metadata names no task_id")
     steps = len(arrays["rewards"])
     for key, value in arrays.items():
         want = steps + 1 if key.startswith("scene/") else steps
@@ -133,8 +138,6 @@ def load_rollout(path: str | Path) -> Rollout:
                 f"{path}: {key} has {0 if value.ndim == 0 else len(value)} rows, expected {want} "
                 f"({steps} steps); the file is truncated or corrupt"
             )
-    if not any(k.startswith("scene/") for k in arrays):
-        raise ValueError(f"{path} holds no scene/ arrays, so {task_id} cannot be redrawn")
     return Rollout(meta, arrays)
 
 

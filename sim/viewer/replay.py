@@ -17,6 +17,9 @@ from embodied.sim.viewer.plots import _chart
 from embodied.sim.viewer.record import Rollout, load_rollout
 from embodied.sim.viewer.scenes import build_scene
 
+MAX_SERIES = 8
+"""Entries of the actions and of the observations plotted (the first ones)."""
+
 
 class ReplayApp:
     """Serve ``rollout`` on ``host:port`` with play/pause and a step slider."""
@@ -56,7 +59,10 @@ class ReplayApp:
 
     def _title(self) -> str:
         r = self.rollout
-        return f"**Replay** of {r.task_id}: {r.steps} steps, policy {r.meta.get('policy', '?')}"
+        title = f"**Replay** of {r.task_id}: {r.steps} steps, policy {r.meta.get('policy', '?')}"
+        if not r.has_scene:
+            title += "  \nno scene recorded (a ROS bag holds sensor messages, not the simulator's state): plots only"
+        return title
 
     def open(self, path: str) -> None:
         """Show another rollout of the same task (typed in the page); a bad file leaves the page as it was."""
@@ -89,6 +95,14 @@ class ReplayApp:
             for k, (name, values) in enumerate(r.group("metrics").items()):
                 c = _chart(gui, name, "step", [name], 2 + k)
                 c.data = (x, values.astype(np.float64))
+            # What the policy saw and sent, entry by entry (the first MAX_SERIES of each).
+            series = {"actions": r.arrays["actions"]}
+            if "obs" in r.arrays:
+                series["observations"] = r.arrays["obs"]
+            for k, (name, values) in enumerate(series.items()):
+                flat = values.reshape(r.steps, -1)[:, :MAX_SERIES].astype(np.float64)
+                c = _chart(gui, name, "step", [f"{name[:3]}[{i}]" for i in range(flat.shape[1])], 50 + k)
+                c.data = (x, *flat.T)
 
     @property
     def port(self) -> int:
@@ -99,8 +113,9 @@ class ReplayApp:
         return page_url(self.host, self.port, self.token)
 
     def show(self, t: int) -> None:
-        """Draw the scene after ``t`` steps."""
-        self.scene.draw_recorded(self.scene_rows, max(0, min(t, self.rollout.steps)))
+        """Draw the scene after ``t`` steps (a rollout without scene rows keeps the task's start)."""
+        if self.rollout.has_scene:
+            self.scene.draw_recorded(self.scene_rows, max(0, min(t, self.rollout.steps)))
 
     def _loop(self) -> None:
         while not self._stop.is_set():
