@@ -501,11 +501,7 @@ class AACD(PPO):
         if self.stage == 1:
             return super().update()
         cfg = self.cfg
-        lr = cfg.learning_rate
-        if cfg.lr_anneal_steps:
-            lr *= max(0.0, 1.0 - (self.num_transitions - self.batch_size) / cfg.lr_anneal_steps)
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr
+        lr = self.set_learning_rate()
         advantages, returns = self.buffer.advantages_and_returns(cfg.gae_lambda)
         buf, seq = self.buffer, self._sequences()
         sums: dict[str, torch.Tensor] = {}

@@ -18,8 +18,9 @@ bounds are already ``[-1, 1]``, as on the MuJoCo tasks).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import gymnasium
 import torch
@@ -41,8 +42,14 @@ class PPOCfg:
     learning_rate: float = 3e-4
     """Adam learning rate (one optimiser for actor and critic, eps 1e-5)."""
     lr_anneal_steps: int = 0
-    """Anneal the learning rate linearly to 0 over this many env steps (CleanRL anneals over
-    the whole run: set the run's total steps); 0 keeps it constant."""
+    """Anneal the learning rate to ``lr_min`` over this many env steps (CleanRL anneals linearly
+    over the whole run: set the run's total steps); 0 keeps it constant."""
+    lr_schedule: Literal["linear", "cosine"] = "linear"
+    """Shape of that anneal: linear (CleanRL's) or cosine (ReLIC's)."""
+    lr_warmup_steps: int = 0
+    """Ramp the learning rate up linearly from 0.1 % over this many env steps first (ReLIC's warm-up)."""
+    lr_min: float = 0.0
+    """Where the anneal ends."""
     gamma: float = 0.99
     """Discount factor."""
     gae_lambda: float = 0.95
@@ -75,6 +82,18 @@ class PPOCfg:
     """Clip normalised observations to [-clip_obs, clip_obs]."""
     clip_reward: float = 10.0
     """Clip scaled rewards to [-clip_reward, clip_reward]."""
+
+
+def scheduled_lr(cfg: PPOCfg, steps_done: int) -> float:
+    """The learning rate after ``steps_done`` env steps: warm-up, then a linear or cosine anneal to ``lr_min``."""
+    lr = cfg.learning_rate
+    if cfg.lr_warmup_steps and steps_done < cfg.lr_warmup_steps:
+        return lr * (1e-3 + (1.0 - 1e-3) * max(steps_done, 0) / cfg.lr_warmup_steps)
+    if not cfg.lr_anneal_steps:
+        return lr
+    progress = min(max(steps_done - cfg.lr_warmup_steps, 0) / cfg.lr_anneal_steps, 1.0)
+    shape = 1.0 - progress if cfg.lr_schedule == "linear" else 0.5 * (1.0 + math.cos(math.pi * progress))
+    return cfg.lr_min + (lr - cfg.lr_min) * shape
 
 
 class PPO(Learner):
@@ -184,14 +203,17 @@ class PPO(Learner):
         return self.buffer.full
 
     # ------------------------------------------------------------------ the algorithm
+    def set_learning_rate(self) -> float:
+        """Set (and return) this update's learning rate from the schedule in the config."""
+        lr = scheduled_lr(self.cfg, self.num_transitions - self.batch_size)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        return lr
+
     def update(self) -> dict[str, float]:
         """``update_epochs`` passes of minibatch PPO updates over the full rollout, then a fresh rollout."""
         cfg = self.cfg
-        lr = cfg.learning_rate
-        if cfg.lr_anneal_steps:
-            lr *= max(0.0, 1.0 - (self.num_transitions - self.batch_size) / cfg.lr_anneal_steps)
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr
+        lr = self.set_learning_rate()
 
         advantages, returns = self.buffer.advantages_and_returns(cfg.gae_lambda)
         buf = self.buffer

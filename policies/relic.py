@@ -268,11 +268,7 @@ class ReLIC(PPO):
     def update(self) -> dict[str, float]:
         """PPO on the chunk since the last update, attending over the context; then refresh and compact."""
         cfg, ctx = self.cfg, self.ctx
-        lr = cfg.learning_rate
-        if cfg.lr_anneal_steps:
-            lr *= max(0.0, 1.0 - (self.num_transitions - self.batch_size) / cfg.lr_anneal_steps)
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr
+        lr = self.set_learning_rate()
         p0, p = ctx.p0, ctx.p
         with torch.no_grad():
             last_value = self._bootstrap_value()

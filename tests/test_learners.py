@@ -288,3 +288,20 @@ def test_learners_run_batched_on_the_device(algo, device):
         "losses/value_loss", "losses/policy_loss", "losses/approx_kl", "losses/clipfrac", "losses/explained_variance"}
     assert expected <= metrics.keys()
     assert learner.num_updates > 0
+
+
+def test_learning_rate_schedules() -> None:
+    """Warm-up from 0.1 %, then a linear (CleanRL) or cosine (ReLIC) anneal to lr_min; constant without either."""
+    import math
+
+    from embodied.policies.ppo import PPOCfg, scheduled_lr
+
+    assert scheduled_lr(PPOCfg(learning_rate=1e-3), 10**6) == 1e-3
+    linear = PPOCfg(learning_rate=1e-3, lr_anneal_steps=1000)
+    assert [scheduled_lr(linear, s) for s in (0, 500, 1000, 5000)] == pytest.approx([1e-3, 5e-4, 0.0, 0.0])
+    cosine = PPOCfg(learning_rate=2e-4, lr_warmup_steps=100, lr_anneal_steps=1000, lr_schedule="cosine", lr_min=1e-5)
+    assert scheduled_lr(cosine, 0) == pytest.approx(2e-7)
+    assert scheduled_lr(cosine, 50) == pytest.approx(2e-4 * (1e-3 + 0.999 * 0.5))
+    assert scheduled_lr(cosine, 100) == pytest.approx(2e-4)
+    assert scheduled_lr(cosine, 600) == pytest.approx(1e-5 + (2e-4 - 1e-5) * 0.5 * (1 + math.cos(math.pi * 0.5)))
+    assert scheduled_lr(cosine, 1100) == pytest.approx(1e-5) and scheduled_lr(cosine, 10**6) == pytest.approx(1e-5)
