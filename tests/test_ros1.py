@@ -20,6 +20,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
@@ -55,6 +56,10 @@ if not IN_NAMESPACE:
 
     def test_ros1_bridge_in_a_private_namespace():
         _run_inside_a_namespace("not slow")
+
+    @pytest.mark.slow  # about 20 s more: rosbag record from a live graph
+    def test_slow_ros1_bridge_in_a_private_namespace():
+        _run_inside_a_namespace("slow")
 
 else:
     EMBODIED = str(Path(sys.executable).parent / "embodied")
@@ -169,10 +174,9 @@ else:
         assert report["commands"] == 1 and report["last_action"] == [1.5]
 
     def test_extreme_policy_output_never_leaves_the_bounds_on_the_wire(graph):
+        # All three at once: the policy node waits for a subscriber, and the echo may miss the first commands.
         sim = graph.sim("rate_hz=100", "action_scale=2.0", "action_offset=0.5")
-        graph.wait_for_topic("/joint_states")
         echo = graph.start("echo", ["rostopic", "echo", COMMAND])
-        time.sleep(2.0)  # let rostopic subscribe before the first command
         code = (
             "import itertools, torch\n"
             "from embodied.sim2real.ros.config import load_bridge_cfg\n"
@@ -188,7 +192,7 @@ else:
         graph.stop(echo)
         graph.stop(sim)
         wire = echoed_commands(graph.log("echo"))
-        assert len(wire) >= 150, graph.log("echo")[-2000:]
+        assert len(wire) >= 100, graph.log("echo")[-2000:]
         # Pendulum's torque bounds are [-2, 2]: on the wire [-2 * 2 + 0.5, 2 * 2 + 0.5].
         assert all(-3.5 <= w <= 4.5 for w in wire), sorted(set(wire))
         report = graph.report("deploy")
@@ -228,3 +232,26 @@ else:
         assert report["watchdog_trips_ms"] and report["watchdog_trips_ms"][-1] <= 20.0, report["watchdog_trips_ms"]
         assert report["faults"]["stop"] == 1 and "went away" in report["error"]
         assert echoed_commands(graph.log("echo"))[-20:] == [0.0] * 20  # the control family's safe action: zero
+
+    @pytest.mark.slow
+    def test_bags_from_rosbag_record_are_read_and_ours_are_recorded_live(graph):
+        from embodied.sim2real.ros.bags import read_bag
+        from embodied.sim2real.ros.codecs import decode_observation
+        from embodied.sim2real.ros.config import load_bridge_cfg
+
+        sim = graph.sim("--mode", "rate", "rate_hz=50")
+        graph.wait_for_topic("/joint_states")
+        theirs, ours = graph.tmp / "theirs.bag", graph.tmp / "ours.bag"
+        rosbag = graph.start("rosbag", ["rosbag", "record", "--duration", "3", "-O", str(theirs), "/joint_states",
+                                        "/clock"])
+        recorder = graph.start("record", [EMBODIED, "ros", "record", TASK, str(ours), "--duration", "3"])
+        assert rosbag.wait(60) == 0 and recorder.wait(60) == 0, graph.log("rosbag") + graph.log("record")
+        graph.stop(sim)
+        topic = load_bridge_cfg(TASK).observations[0]
+        states = [m for m in read_bag(theirs) if m.topic == "/joint_states"]
+        assert len(states) >= 50
+        assert decode_observation(topic, states[-1].data, (3,), np.dtype(np.float32)).shape == (3,)
+        assert {m.topic for m in read_bag(theirs)} == {"/joint_states", "/clock"}
+        info = subprocess.run(["rosbag", "info", "--yaml", str(ours)], capture_output=True, text=True, timeout=60)
+        topics = {t["topic"]: t["messages"] for t in yaml.safe_load(info.stdout)["topics"]}
+        assert topics["/joint_states"] >= 50, info.stdout + info.stderr
