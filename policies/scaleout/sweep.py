@@ -202,6 +202,7 @@ def _gather(grid: Any, results_dir: Path) -> dict[str, Any]:
         results.append(piece)
     for error in errors:
         log.error("trial %s failed: %s", error["trial"], error["error"])
+    results.sort(key=trial_name)
     return {"results": results, "errors": errors, "results_dir": str(results_dir)}
 
 
