@@ -221,6 +221,8 @@ class BridgeStats:
     faults: Counter[str] = field(default_factory=Counter)
     """Safe actions per kind of reason (``stale``, ``missing``, ``late``, ``shape``, ``stop``, ``transport``)."""
     last_reason: str = ""
+    tick_starts: list[float] = field(default_factory=list)
+    """Clock time at which each tick began (for the period jitter)."""
     watchdog_trips_ms: list[float] = field(default_factory=list)
     """For each ok -> stale transition: ms from the newest observation to the safe action."""
     clipped: int = 0
@@ -232,11 +234,14 @@ class BridgeStats:
 
     def to_dict(self) -> dict[str, Any]:
         lat = np.asarray(self.latencies_ms) if self.latencies_ms else np.zeros(1)
+        periods = np.diff(self.tick_starts) * 1e3 if len(self.tick_starts) > 1 else np.zeros(1)
         return {
             "steps": self.steps, "policy_steps": self.policy_steps, "safe_steps": self.safe_steps,
             "answered": self.answered, "overruns": self.overruns, "received": self.received,
             "latency_ms": {"p50": float(np.percentile(lat, 50)), "p99": float(np.percentile(lat, 99)),
                            "max": float(lat.max())},
+            "period_ms": {"p1": float(np.percentile(periods, 1)), "p50": float(np.percentile(periods, 50)),
+                          "p99": float(np.percentile(periods, 99)), "max": float(periods.max())},
             "faults": dict(self.faults), "last_reason": self.last_reason,
             "watchdog_trips_ms": self.watchdog_trips_ms, "clipped": self.clipped, "nonfinite": self.nonfinite,
             "rejected": self.rejected, "commands_sent": self.commands_sent, "stop_reason": self.stop_reason,
@@ -369,6 +374,7 @@ class PolicyBridge:
                     self.request_stop(f"{duration_s} s done")
                     break
                 if now >= next_tick:
+                    self.stats.tick_starts.append(now)
                     self.step()
                     next_tick += period
                     if self.clock() > next_tick:  # behind: skip the missed ticks rather than bursting
