@@ -123,7 +123,11 @@ class WorkerRollout:
             self.pool = RayPool(run, per_worker, cfg.workers, cfg.seed, cfg.torch_threads, cfg.ray_address)
         else:
             raise ValueError(f"worker_mode must be 'ray' or 'serial', got {cfg.worker_mode!r}")
-        spaces = self.pool.describe()
+        try:
+            spaces = self.pool.describe()
+        except BaseException:
+            self.pool.close()  # a private Ray instance ends here, not with the process
+            raise
         self.single_observation_space = spaces["single_observation_space"]
         self.single_action_space = spaces["single_action_space"]
         self.primitive_steps_per_step = spaces["primitive_steps_per_step"]
