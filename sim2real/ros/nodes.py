@@ -80,11 +80,12 @@ def run_deploy(
     ros: int = 1,
     wait_s: float = 10.0,
     policy_fn: PolicyFn | None = None,
+    subscribers: int = 1,
 ) -> dict[str, Any]:
     """Drive the robot on ``cfg``'s topics with the checkpoint's policy (or ``policy_fn``); returns the report.
 
-    Waits up to ``wait_s`` for the command topic to have a subscriber, so no command is lost to
-    connection set-up. A master that goes away raises :class:`BridgeError` after the safe action.
+    Waits up to ``wait_s`` for the command topic to have ``subscribers`` subscribers, so no command
+    is lost to connection set-up. A master that goes away raises :class:`BridgeError` after the safe action.
     """
     from embodied.tasks import registry
 
@@ -109,8 +110,9 @@ def run_deploy(
     try:
         robot.connect()
         wait = getattr(transport, "wait_for_subscribers", None)
-        if wait is not None and not wait(cfg.command.topic, wait_s):
-            logger.warning("nobody subscribes to %s after %.0f s; sending anyway", cfg.command.topic, wait_s)
+        if wait is not None and not wait(cfg.command.topic, wait_s, subscribers):
+            logger.warning("fewer than %d subscribers on %s after %.0f s; sending anyway", subscribers,
+                           cfg.command.topic, wait_s)
         bridge.run(steps=steps, duration_s=duration_s)
     except BridgeError as err:
         report["error"] = str(err)

@@ -156,11 +156,11 @@ class Ros1Transport:
         msg_type, publisher = self.publishers[topic]
         publisher.publish(to_ros(msg_type, msg))
 
-    def wait_for_subscribers(self, topic: str, timeout_s: float) -> bool:
-        """Wait until someone subscribes to ``topic`` (so the first messages are not lost); False on timeout."""
+    def wait_for_subscribers(self, topic: str, timeout_s: float, count: int = 1) -> bool:
+        """Wait until ``count`` subscribers listen on ``topic`` (so the first messages are not lost); False on timeout."""
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
-            if self.publishers[topic][1].get_num_connections() > 0:
+            if self.publishers[topic][1].get_num_connections() >= count:
                 return True
             time.sleep(0.02)
         return False
