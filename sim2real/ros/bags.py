@@ -193,7 +193,6 @@ def record_episode_bag(
     robot = RosRobot(cfg, sim.robot.observation_space, sim.robot.action_space, transport, clock=lambda: now[0])
     bridge = PolicyBridge(policy_fn, robot, clock=lambda: now[0], sleep=lambda dt: None)
     robot.connect()  # before the sim's first observation goes out
-    transport.advertise(cfg.status_topic, "std_msgs/String")
     sim.start()
     limit = registry.spec(task_id).max_episode_steps
     while not sim.episode_returns and bridge.stats.steps < limit:

@@ -126,6 +126,7 @@ class RosRobot(Hardware):
         for topic in self.cfg.observations:
             self.transport.subscribe(topic.topic, topic.type, self._receiver(topic))
         self.transport.advertise(self.cfg.command.topic, self.cfg.command.type)
+        self.transport.advertise(self.cfg.status_topic, "std_msgs/String")
 
     def _disconnect(self) -> None:
         pass  # the transport outlives the robot: the caller closes it
@@ -359,7 +360,6 @@ class PolicyBridge:
         opened = not robot.is_connected
         if opened:
             robot.connect()
-        robot.transport.advertise(self.cfg.status_topic, "std_msgs/String")
         previous_handlers = self._install_signal_handlers()
         period = self.cfg.period_s
         start = next_tick = self.clock()
