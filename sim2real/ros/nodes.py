@@ -3,7 +3,6 @@
 Each function makes the transport of the chosen ROS version, runs a core from ``bridge.py`` or
 ``sim_node.py`` until its end (or SIGINT/SIGTERM), and writes a JSON report (``report_path``)
 that tests and users can read; :func:`run_record` records the config's topics into a bag.
-Only ROS 1 exists as a backend so far.
 """
 
 from __future__ import annotations
@@ -24,12 +23,16 @@ logger = logging.getLogger(__name__)
 
 
 def make_transport(ros: int, node_name: str, cfg: BridgeCfg) -> Transport:
-    """The transport of ROS version ``ros`` (1; ROS 2 is not built yet)."""
+    """The transport of ROS version ``ros``: rospy in this process (1), or an rclpy sidecar (2)."""
     if ros == 1:
         from embodied.sim2real.ros.ros1 import Ros1Transport
 
         return Ros1Transport(node_name, cfg.master_check_every_s)
-    raise ValueError(f"--ros {ros}: only the ROS 1 backend exists so far (ROS 2 is planned, see docs/ros.md)")
+    if ros == 2:
+        from embodied.sim2real.ros.ros2 import Ros2Transport
+
+        return Ros2Transport(node_name)
+    raise ValueError(f"--ros {ros}: the bridge speaks ROS 1 or ROS 2")
 
 
 def _write_report(path: str | Path | None, report: dict[str, Any]) -> None:
