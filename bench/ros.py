@@ -14,8 +14,10 @@ Pieces (each a JSON file under bench/results/ros/, printed together as one JSON 
   after 3 s of control the sim is killed (then the policy node gets SIGTERM), and it reports the time from its newest observation to the
   safe action (``watchdog_ms``) and its control-loop periods (``jitter``).
 
-Everything binds 127.0.0.1 inside a namespace where only loopback exists. ROS 2 is not
-measured: its backend is not built yet.
+- ``ros2.<rate>``: the same pair on ROS 2, each node's rclpy in its sidecar (``ros2.py``), Fast
+  DDS discovery on localhost only; ``scripts/setup_ros2.sh`` must have made ``.venv-ros2``.
+
+Everything binds 127.0.0.1 inside a namespace where only loopback exists.
 """
 
 from __future__ import annotations
@@ -49,13 +51,19 @@ def percentiles(ms: list[float]) -> dict[str, float]:
 
 
 # ---------------------------------------------------------------------- node roles (subprocesses)
-def role_echo() -> None:
+def make_transport(ros: int, name: str) -> Any:
+    from embodied.sim2real.ros.config import BridgeCfg
+    from embodied.sim2real.ros.nodes import make_transport as bridge_transport
+
+    return bridge_transport(ros, name, BridgeCfg())
+
+
+def role_echo(ros: int) -> None:
     """Answer every JointState on /ping with a Float64MultiArray on /pong holding its counter."""
     from embodied.sim2real.ros.codecs import array_message
-    from embodied.sim2real.ros.ros1 import Ros1Transport
 
-    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})  # rospy's threads inherit it; sigwait takes it
-    transport = Ros1Transport("bench_echo")
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})  # the transport's threads inherit it; sigwait takes it
+    transport = make_transport(ros, "bench_echo")
     transport.advertise("/pong", "std_msgs/Float64MultiArray")
     transport.subscribe("/ping", "sensor_msgs/JointState",
                         lambda msg: transport.publish("/pong", array_message(msg["position"][:1], "counter")))
@@ -63,11 +71,9 @@ def role_echo() -> None:
     transport.close()
 
 
-def role_ping(rate: float, count: int, out: str) -> None:
+def role_ping(ros: int, rate: float, count: int, out: str) -> None:
     """Send ``count`` JointStates at ``rate`` Hz and time each answer; write the round trips to ``out``."""
-    from embodied.sim2real.ros.ros1 import Ros1Transport
-
-    transport = Ros1Transport("bench_ping")
+    transport = make_transport(ros, "bench_ping")
     sent: dict[int, float] = {}
     round_trips: list[float] = []
 
@@ -130,15 +136,28 @@ class Master:
         self.process.wait(30)
 
 
-def piece_ros1(rate: int, count: int) -> dict[str, Any]:
-    with Master() as env, tempfile.TemporaryDirectory() as tmp:
-        echo = subprocess.Popen([sys.executable, __file__, "--role", "echo"], env=env)
+def ping_pong(ros: int, rate: int, count: int, env: dict[str, str]) -> dict[str, Any]:
+    """An echo node and a pinger node (separate processes) on ROS ``ros``; their round trips."""
+    with tempfile.TemporaryDirectory() as tmp:
+        echo = subprocess.Popen([sys.executable, __file__, "--role", "echo", "--ros", str(ros)], env=env)
         out = Path(tmp) / "ping.json"
-        subprocess.run([sys.executable, __file__, "--role", "ping", "--rate", str(rate), "--count", str(count),
-                        "--out", str(out)], env=env, check=True, timeout=600)
+        subprocess.run([sys.executable, __file__, "--role", "ping", "--ros", str(ros), "--rate", str(rate),
+                        "--count", str(count), "--out", str(out)], env=env, check=True, timeout=600)
         echo.send_signal(signal.SIGTERM)
         echo.wait(30)
-        result = json.loads(out.read_text())
+        return json.loads(out.read_text())
+
+
+def piece_ros2(rate: int, count: int) -> dict[str, Any]:
+    env = {**os.environ, "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST", "ROS_DOMAIN_ID": "42"}
+    result = ping_pong(2, rate, count, env)
+    return {"rate_hz": rate, "sent": count, **percentiles(result["round_trips_ms"]), "dropped": result["dropped"],
+            "max_ms": round(max(result["round_trips_ms"]), 3), "machine": machine(), "code": code_state("sim2real/ros")}
+
+
+def piece_ros1(rate: int, count: int) -> dict[str, Any]:
+    with Master() as env:
+        result = ping_pong(1, rate, count, env)
     return {"rate_hz": rate, "sent": count, **percentiles(result["round_trips_ms"]), "dropped": result["dropped"],
             "max_ms": round(max(result["round_trips_ms"]), 3), "machine": machine(), "code": code_state("sim2real/ros")}
 
@@ -191,6 +210,9 @@ def measure(force: bool) -> dict[str, Any]:
     for rate, count in RATES.items():
         piece = run_piece(RESULTS, f"ros1_{rate}hz", lambda r=rate, c=count: piece_ros1(r, c), force)
         out[f"ros1.{rate}"] = {k: piece[k] for k in ("p50_ms", "p90_ms", "p99_ms", "dropped")}
+    for rate, count in RATES.items():
+        piece = run_piece(RESULTS, f"ros2_{rate}hz", lambda r=rate, c=count: piece_ros2(r, c), force)
+        out[f"ros2.{rate}"] = {k: piece[k] for k in ("p50_ms", "p90_ms", "p99_ms", "dropped")}
     tcp = run_piece(RESULTS, "tcp", piece_tcp, force)
     out["tcp"] = {"p50_ms": tcp["p50_ms"], "p99_ms": tcp["p99_ms"]}
     watchdog = run_piece(RESULTS, "watchdog", piece_watchdog, force)
@@ -203,14 +225,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--force", action="store_true", help="measure again rather than reuse results")
     parser.add_argument("--role", choices=("echo", "ping", "tcp-echo"), help=argparse.SUPPRESS)
+    parser.add_argument("--ros", type=int, default=1, help=argparse.SUPPRESS)
     parser.add_argument("--rate", type=float, help=argparse.SUPPRESS)
     parser.add_argument("--count", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.role == "echo":
-        return role_echo()
+        return role_echo(args.ros)
     if args.role == "ping":
-        return role_ping(args.rate, args.count, args.out)
+        return role_ping(args.ros, args.rate, args.count, args.out)
     if args.role == "tcp-echo":
         return role_tcp_echo(args.out)
     if os.environ.get("EMBODIED_BENCH_ROS_NAMESPACE") != "1":

@@ -307,8 +307,11 @@ class PolicyBridge:
 
     def _send_safe(self, reason: str) -> None:
         self.robot.send_safe_action()
+        kind = _fault_kind(reason)
+        if kind == "stale" and self.state == "ok":  # a watchdog trip: time from the newest observation
+            self.stats.watchdog_trips_ms.append((self.clock() - self.robot.last_received()) * 1e3)
         self.stats.safe_steps += 1
-        self.stats.faults[_fault_kind(reason)] += 1
+        self.stats.faults[kind] += 1
         self.stats.last_reason = reason
         self._set_state("safe", reason)
 
@@ -316,7 +319,6 @@ class PolicyBridge:
         """Called when the newest observation turns stale between ticks: act now, not at the next tick."""
         fault = self.robot.observation_fault()
         if fault is not None and self.state == "ok":
-            self.stats.watchdog_trips_ms.append((self.clock() - self.robot.last_received()) * 1e3)
             self._send_safe(fault)
 
     def _count_limits(self) -> None:
@@ -335,7 +337,8 @@ class PolicyBridge:
 
     # ------------------------------------------------------------------ status
     def _set_state(self, state: str, reason: str) -> None:
-        changed = state != self.state or reason != self.reason
+        # A change of kind is news; "stale, 25 ms old" after "stale, 15 ms old" is not.
+        changed = state != self.state or _fault_kind(reason) != _fault_kind(self.reason)
         if changed and state == "safe":
             logger.warning("sending the safe action: %s", reason)
         self.state, self.reason = state, reason
