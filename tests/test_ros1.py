@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from ros_namespace import run_inside_a_namespace
 
 IN_NAMESPACE = os.environ.get("EMBODIED_TEST_ROS_NAMESPACE") == "1"
 HERE = Path(__file__).resolve()
@@ -42,17 +43,7 @@ if not IN_NAMESPACE:
     def _run_inside_a_namespace(markers: str) -> None:
         if (reason := _missing_ros1()) is not None:
             pytest.skip(reason)
-        probe = subprocess.run(["unshare", "--net", "--pid", "--fork", "--mount-proc", "sh", "-c", "ip link set lo up"],
-                               capture_output=True, text=True)
-        if probe.returncode != 0:
-            pytest.skip(f"cannot create a private network and PID namespace ({probe.stderr.strip()}); run as root")
-        env = {**os.environ, "EMBODIED_TEST_ROS_NAMESPACE": "1"}
-        inner = f"ip link set lo up && {sys.executable} -m pytest -q -p no:cacheprovider -p no:xdist -rs -m '{markers}' {HERE}"
-        result = subprocess.run(["unshare", "--net", "--pid", "--fork", "--mount-proc", "sh", "-c", inner],
-                                capture_output=True, text=True, timeout=600, env=env, cwd=REPO)
-        print(result.stdout[-6000:])
-        assert result.returncode == 0, f"ROS 1 tests failed:\n{result.stdout[-8000:]}\n{result.stderr[-3000:]}"
-        assert " passed" in result.stdout and "skipped" not in result.stdout
+        run_inside_a_namespace(HERE, "EMBODIED_TEST_ROS_NAMESPACE", markers)
 
     def test_ros1_bridge_in_a_private_namespace():
         _run_inside_a_namespace("not slow")

@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from ros_namespace import run_inside_a_namespace
 
 IN_NAMESPACE = os.environ.get("EMBODIED_TEST_ROS2_NAMESPACE") == "1"
 HERE = Path(__file__).resolve()
@@ -29,17 +30,7 @@ if not IN_NAMESPACE:
         setup = subprocess.run([str(REPO / "scripts" / "setup_ros2.sh")], capture_output=True, text=True, timeout=900)
         if setup.returncode != 0:
             pytest.skip(f"cannot make the ROS 2 venv (rclpy wheels from PyPI): {setup.stderr.strip()[-500:]}")
-        probe = subprocess.run(["unshare", "--net", "--pid", "--fork", "--mount-proc", "sh", "-c", "ip link set lo up"],
-                               capture_output=True, text=True)
-        if probe.returncode != 0:
-            pytest.skip(f"cannot create a private network and PID namespace ({probe.stderr.strip()}); run as root")
-        env = {**os.environ, "EMBODIED_TEST_ROS2_NAMESPACE": "1"}
-        inner = f"ip link set lo up && {sys.executable} -m pytest -q -p no:cacheprovider -p no:xdist -rs {HERE}"
-        result = subprocess.run(["unshare", "--net", "--pid", "--fork", "--mount-proc", "sh", "-c", inner],
-                                capture_output=True, text=True, timeout=600, env=env, cwd=REPO)
-        print(result.stdout[-6000:])
-        assert result.returncode == 0, f"ROS 2 tests failed:\n{result.stdout[-8000:]}\n{result.stderr[-3000:]}"
-        assert " passed" in result.stdout and "skipped" not in result.stdout
+        run_inside_a_namespace(HERE, "EMBODIED_TEST_ROS2_NAMESPACE", "not slow")
 
 else:
     EMBODIED = str(Path(sys.executable).parent / "embodied")
