@@ -215,7 +215,10 @@ else:
         assert report["rejected"]["/joint_states"] == 3 and steps_before > 200  # it ran on past the bad messages
         assert "stale observation on /joint_states" in log and report["faults"]["stale"] >= 50
         # A loaded machine may trip it briefly before the kill; the trip after the kill is the last one.
-        assert report["watchdog_trips_ms"] and report["watchdog_trips_ms"][-1] <= 20.0, report["watchdog_trips_ms"]
+        # Two periods (20 ms) is the bound the simulated-time test (test_ros_bridge.py) and bench/ros.py
+        # hold; real processes on a loaded 2-core machine are descheduled for tens of ms at times (28 ms
+        # seen in a full parallel test run), so here the bound is four periods.
+        assert report["watchdog_trips_ms"] and report["watchdog_trips_ms"][-1] <= 40.0, report["watchdog_trips_ms"]
         assert report["faults"]["stop"] == 1 and "went away" in report["error"]
         assert echoed_commands(graph.log("echo"))[-20:] == [0.0] * 20  # the control family's safe action: zero
 

@@ -359,12 +359,13 @@ def test_access_token_gates_page_and_websocket(browser: Any) -> None:
     try:
         assert app.url == f"http://127.0.0.1:{app.port}/?token=s3cret-token"
         assert app.port != app.server.get_port()
+        direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # whatever http_proxy says
         for url in (f"http://127.0.0.1:{app.port}/", f"http://127.0.0.1:{app.port}/?token=wrong"):
             with pytest.raises(urllib.error.HTTPError) as refused:
-                urllib.request.urlopen(url, timeout=10)
+                direct.open(url, timeout=10)
             assert refused.value.code == 403 and b"access token" in refused.value.read()
         with pytest.raises(InvalidStatus, match="403"):
-            connect(f"ws://127.0.0.1:{app.port}/", subprotocols=["viser-v1"], open_timeout=10)  # type: ignore[list-item]
+            connect(f"ws://127.0.0.1:{app.port}/", subprotocols=["viser-v1"], open_timeout=10, proxy=None)  # type: ignore[list-item]
         hosts: set[str] = set()
         context = browser.new_context(viewport={"width": 960, "height": 600})
         try:
@@ -399,10 +400,13 @@ def test_view_on_another_host_gets_a_random_token() -> None:
             assert line or proc.poll() is None, proc.stderr.read()  # type: ignore[union-attr]
         url = re.search(r"(http://\S+)", line).group(1)  # type: ignore[union-attr]
         assert url.startswith("http://127.0.0.2:") and re.search(r"\?token=[\w-]{20,}$", url), url
-        with urllib.request.urlopen(url, timeout=10) as page:
+        # No proxies: a test process that imported Ray has http_proxy pointing at a dead port (scale-out's
+        # network settings), and no_proxy lists 127.0.0.1 but not 127.0.0.2.
+        direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        with direct.open(url, timeout=10) as page:
             assert page.status == 200
         with pytest.raises(urllib.error.HTTPError, match="403"):
-            urllib.request.urlopen(url.split("?")[0], timeout=10)
+            direct.open(url.split("?")[0], timeout=10)
     finally:
         proc.terminate()
         _, err = proc.communicate(timeout=30)

@@ -32,6 +32,8 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 COOKIE = "embodied_viewer_token"
+_DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+"""Loopback to viser never goes through a proxy, whatever ``http_proxy`` the user has set."""
 MAX_MESSAGE = 50 * 1024 * 1024
 """viser's own WebSocket message limit."""
 
@@ -121,7 +123,7 @@ class TokenGate:
         if accept_encoding:
             request.add_header("Accept-Encoding", accept_encoding)
         try:
-            with urllib.request.urlopen(request, timeout=30) as reply:
+            with _DIRECT.open(request, timeout=30) as reply:
                 status, headers, body = reply.status, reply.headers, reply.read()
         except urllib.error.HTTPError as err:
             status, headers, body = err.code, err.headers, err.read()
@@ -133,7 +135,11 @@ class TokenGate:
         """Pass WebSocket messages both ways between the browser and viser until either side closes."""
         protocols = [client.subprotocol] if client.subprotocol else None
         async with connect(
-            f"ws://127.0.0.1:{self.inner_port}/", subprotocols=protocols, max_size=MAX_MESSAGE, compression=None
+            f"ws://127.0.0.1:{self.inner_port}/",
+            subprotocols=protocols,
+            max_size=MAX_MESSAGE,
+            compression=None,
+            proxy=None,  # loopback, never through the user's proxy
         ) as upstream:
 
             async def pump(source: object, sink: object) -> None:
