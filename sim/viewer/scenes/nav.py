@@ -220,10 +220,7 @@ class HouseScene(Scene):
                 "episode_in_trial": float(info["episode_index"][env_id]),
             }
         last = self.finished.get(env_id, dict.fromkeys(("success", "spl", "episode_in_trial"), math.nan))
-        distance = (
-            info["distance_to_goal"][env_id] if "distance_to_goal" in info else self.base.distance_to_goal()[env_id]
-        )
-        return {"distance_to_goal_m": float(distance), **last}
+        return {"distance_to_goal_m": float(info["distance_to_goal"][env_id]), **last}
 
 
 def make_scene(server: Any, env: BatchedEnv) -> Scene:
