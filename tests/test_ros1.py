@@ -224,6 +224,31 @@ else:
         assert report["faults"]["stop"] == 1 and "went away" in report["error"]
         assert echoed_commands(graph.log("echo"))[-20:] == [0.0] * 20  # the control family's safe action: zero
 
+    def test_tactile_and_nav_robots_speak_images_and_twists_with_a_stranger(graph):
+        """The shipped Tactile and Nav configs on real rospy: Debian's rostopic reads one pad's rgb8
+        Image and the depth camera's 32FC1 Image, and a Twist it publishes moves each robot."""
+        for name, task in (("tactile", "Tactile/PegInsert-v0"), ("nav", "Nav/ObjectNav-v0")):
+            graph.start(name, [EMBODIED, "ros", "sim", task, "--report", str(graph.tmp / f"{name}.json")])
+        graph.wait_for_topic("/tactile/right/image_raw", timeout=60)
+        graph.wait_for_topic("/camera/depth/image_raw", timeout=60)
+
+        def header_of(topic: str) -> dict:
+            return yaml.safe_load(graph.rostopic("echo", "-n", "1", "--noarr", topic).split("\n---")[0])
+
+        assert "Type: sensor_msgs/Image" in graph.rostopic("info", "/tactile/left/image_raw")
+        pad, depth = header_of("/tactile/left/image_raw"), header_of("/camera/depth/image_raw")
+        assert (pad["height"], pad["width"], pad["encoding"], pad["step"]) == (60, 80, "rgb8", 240)
+        assert (depth["height"], depth["width"], depth["encoding"]) == (128, 128, "32FC1")
+        graph.rostopic("pub", "-1", "/servo/twist_cmd", "geometry_msgs/Twist",
+                       "{linear: {x: 0.5, y: 0.0, z: -1.0}, angular: {x: 0.0, y: 0.0, z: 2.5}}")
+        graph.rostopic("pub", "-1", "/cmd_vel", "geometry_msgs/Twist", "{linear: {x: 0.5}}")  # move_forward
+        for process in graph.processes[1:]:
+            assert graph.stop(process) == 0
+        tactile, nav = graph.report("tactile"), graph.report("nav")
+        # 1 m/s and 5 rad/s per unit of action (assets/ros/tactile.yaml); the Nav row of move_forward.
+        assert tactile["last_action"] == pytest.approx([0.5, 0.0, -1.0, 0.0, 0.0, 0.5]) and tactile["rejected"] == 0
+        assert nav["last_action"] == [-1.0, 1.0, -1.0, -1.0] and nav["steps"] == 1 and nav["rejected"] == 0
+
     @pytest.mark.slow
     def test_bags_from_rosbag_record_are_read_and_ours_are_recorded_live(graph):
         from embodied.sim2real.ros.bags import read_bag

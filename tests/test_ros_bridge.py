@@ -24,6 +24,9 @@ from embodied.sim2real.ros.codecs import (
     decode_observation,
     encode_command,
     encode_observation,
+    join_observation,
+    split_observation,
+    topic_spaces,
 )
 from embodied.sim2real.ros.config import BridgeCfg, SafetyCfg, TopicCfg, load_bridge_cfg
 from embodied.sim2real.ros.sim_node import SimNode
@@ -268,9 +271,10 @@ def test_sim_node_and_policy_node_in_lockstep():
     sim.close()
 
 
-@pytest.mark.parametrize("task_id", ["Beam/OrbitCorrection-CM1-v0", "Nav/ObjectNav-v0"])
+@pytest.mark.parametrize("task_id", ["Beam/OrbitCorrection-CM1-v0", "Nav/ObjectNav-v0", "Tactile/PegInsert-v0"])
 def test_shipped_family_configs_serve_and_drive_their_tasks(task_id):
-    """BPM arrays for the beam; depth and colour Images plus arrays for a dict observation (Nav)."""
+    """BPM arrays for the beam; depth and colour Images plus arrays for a dict observation (Nav);
+    an Image and a taxel array per tactile pad, the teacher's privileged state unobserved (Tactile)."""
     transport = InMemoryTransport()
     cfg, now = load_bridge_cfg(task_id), [0.0]
     sim = SimNode(task_id, cfg, transport, clock=lambda: now[0])
@@ -289,7 +293,90 @@ def test_shipped_family_configs_serve_and_drive_their_tasks(task_id):
     if isinstance(expected, dict):
         assert set(got) == set(expected)
         for key in expected:
-            torch.testing.assert_close(got[key], expected[key].to(got[key].dtype), msg=key)
+            want = torch.zeros_like(expected[key]) if key in cfg.unobserved else expected[key]
+            torch.testing.assert_close(got[key], want.to(got[key].dtype), msg=key)
+        assert "tactile_image" not in got or got["tactile_image"].float().std() > 10  # real gel images crossed
     else:
         torch.testing.assert_close(got, expected)
+    sim.close()
+
+
+def test_tactile_pads_travel_as_one_image_each_channels_first_in_the_observation():
+    topic = TopicCfg(topic="/tactile/left/image_raw", type="sensor_msgs/Image", key="tactile_image", index=0,
+                     layout="CHW")
+    image = np.random.default_rng(1).integers(0, 256, (3, 6, 8), dtype=np.uint8)  # channels, rows, columns
+    msg = encode_observation(topic, image, 0.0)
+    assert (msg["height"], msg["width"], msg["encoding"], msg["step"]) == (6, 8, "rgb8", 24)
+    # On the wire, pixel (row 2, column 5) is three consecutive bytes: its R, G, B.
+    pixel = np.frombuffer(msg["data"], np.uint8).reshape(6, 8, 3)[2, 5]
+    np.testing.assert_array_equal(pixel, image[:, 2, 5])
+    np.testing.assert_array_equal(decode_observation(topic, msg, (3, 6, 8), np.dtype(np.uint8)), image)
+
+
+def test_topics_must_cover_every_entry_once():
+    space = gymnasium.spaces.Dict({
+        "pads": gymnasium.spaces.Box(0, 255, (2, 3, 4, 4), np.uint8),
+        "proprio": gymnasium.spaces.Box(-1.0, 1.0, (3,), np.float32),
+        "privileged": gymnasium.spaces.Box(-1.0, 1.0, (5,), np.float32),
+    })
+
+    def pad(i):
+        return TopicCfg(topic=f"/pad{i}", type="sensor_msgs/Image", key="pads", index=i, layout="CHW")
+
+    proprio = TopicCfg(topic="/proprio", key="proprio")
+    good = BridgeCfg(observations=[pad(1), proprio, pad(0)], unobserved=("privileged",))
+    assert topic_spaces(good, space)["/pad1"].shape == (3, 4, 4)
+    values = split_observation(good, space.sample())
+    joined = join_observation(good, space, values)
+    np.testing.assert_array_equal(joined["pads"][1], values["/pad1"])
+    assert not joined["privileged"].any()
+    for observations, unobserved, error in [
+        ([pad(0), proprio], ("privileged",), r"pads has 2 slices, but topics for \[0\]"),
+        ([pad(0), pad(1), pad(2), proprio], ("privileged",), "index 2 is not one of the 2 slices"),
+        ([pad(0), pad(1), proprio], (), r"entries \['privileged'\] have no topic"),
+        ([pad(0), pad(1), proprio], ("privileged", "proprio"), "listed as unobserved but have a topic"),
+        ([pad(0), pad(1), proprio], ("privileged", "velocity"), "not observation entries"),
+        ([pad(0), pad(1), proprio, TopicCfg(topic="/all", key="pads")], ("privileged",), "whole and in slices"),
+    ]:
+        with pytest.raises(ValueError, match=error):
+            topic_spaces(BridgeCfg(observations=observations, unobserved=unobserved), space)
+    with pytest.raises(ConfigError, match="index must be >= 0"):
+        load_bridge_cfg("Tactile/PegInsert-v0", overrides={"observations": [{"topic": "/p", "index": -2}]})
+
+
+def test_nav_base_gets_one_twist_per_discrete_action_and_the_sim_node_maps_it_back():
+    """The shipped Nav config: argmax over the scores picks a (linear.x, angular.z) row held for one
+    period, which is Habitat's step (0.25 m, 30 degrees) at the config's rate."""
+    from embodied.sim.nav.agent import ACTION_NAMES, AgentCfg
+
+    cfg, now = load_bridge_cfg("Nav/ObjectNav-v0"), [0.0]
+    agent = AgentCfg()
+    rows = np.asarray(cfg.command.discrete)
+    assert cfg.command.type == "geometry_msgs/Twist" and len(rows) == len(ACTION_NAMES)
+    np.testing.assert_allclose(rows * cfg.period_s, [[0, 0], [agent.forward_step, 0],
+                                                     [0, np.radians(agent.turn_angle)], [0, -np.radians(agent.turn_angle)]])
+    transport = InMemoryTransport()
+    sim = SimNode("Nav/ObjectNav-v0", cfg, transport, clock=lambda: now[0])
+    robot = RosRobot(cfg, sim.robot.observation_space, sim.robot.action_space, transport, clock=lambda: now[0])
+    robot.connect()
+    sim.start()
+    chosen = [1, 2, 1, 3, 1]  # forward, left, forward, right, forward
+    scores = iter(torch.nn.functional.one_hot(torch.tensor(chosen), 4).float() * 0.8 - 0.1)
+    bridge = PolicyBridge(lambda obs: next(scores), robot, clock=lambda: now[0])
+    applied = []
+    for _ in chosen:
+        bridge.step()
+        applied.append(int(np.argmax(sim.last_action)))
+        now[0] += cfg.period_s
+    twists = [(m["linear"]["x"], m["angular"]["z"]) for m in transport.published["/cmd_vel"]]
+    np.testing.assert_allclose(twists, rows[chosen])
+    assert applied == chosen and sim.rejected == 0
+    # A twist that is none of the four actions is rejected with its reason, and nothing moves.
+    transport.publish("/cmd_vel", encode_command(cfg.command, np.array([0.3, 0.0]), cfg.period_s))
+    assert sim.rejected == 1 and "none of the discrete actions" in sim.last_rejection and sim.steps == len(chosen)
+    robot.send_safe_action()
+    assert transport.published["/cmd_vel"][-1]["linear"]["x"] == 0.0  # the safe action: zero scores -> stop
+    with pytest.raises(ValueError, match="3 rows for a task with 4 actions"):
+        SimNode("Nav/ObjectNav-v0", load_bridge_cfg("Nav/ObjectNav-v0", overrides={"command.discrete": rows[:3].tolist()}),
+                InMemoryTransport())
     sim.close()

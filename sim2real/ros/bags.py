@@ -23,12 +23,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import gymnasium
 import numpy as np
 import torch
 
-from embodied.sim2real.ros.bridge import PolicyBridge, PolicyFn, RosRobot, entry_space, wire_transform
-from embodied.sim2real.ros.codecs import BadMessage, decode_command, decode_observation
+from embodied.sim2real.ros.bridge import PolicyBridge, PolicyFn, RosRobot
+from embodied.sim2real.ros.codecs import BadMessage, CommandCodec, decode_observation, join_observation, topic_spaces
 from embodied.sim2real.ros.config import BridgeCfg
 from embodied.sim2real.ros.sim_node import SimNode
 from embodied.sim2real.ros.transport import Callback, InMemoryTransport, Message, Transport
@@ -249,28 +248,25 @@ def replay_bag(
     env = registry.make(task_id, num_envs=1)
     observation_space, action_space = env.single_observation_space, env.single_action_space
     env.close()
-    size = int(np.prod(action_space.shape))
-    scale, offset = wire_transform(cfg, size)
-    boxes = {t.topic: (t, entry_space(observation_space, t)) for t in cfg.observations}
-    dict_obs = isinstance(observation_space, gymnasium.spaces.Dict)
+    command = CommandCodec(cfg, int(np.prod(action_space.shape)))
+    spaces = topic_spaces(cfg, observation_space)
+    topics = {t.topic: t for t in cfg.observations}
     latest: dict[str, np.ndarray] = {}
     observations: list[Any] = []
     actions: list[np.ndarray] = []
     rejected: list[str] = []
-    for m in read_bag(path, [*boxes, cfg.command.topic]):
+    for m in read_bag(path, [*topics, cfg.command.topic]):
         try:
-            if m.topic in boxes:
-                topic, box = boxes[m.topic]
-                latest[m.topic] = decode_observation(topic, m.data, tuple(box.shape), box.dtype)
-            elif len(latest) == len(boxes):
-                wire = decode_command(cfg.command, m.data, size)
-                actions.append(((wire - offset) / scale).astype(np.float32).reshape(action_space.shape))
-                observations.append({boxes[t][0].key: v for t, v in latest.items()} if dict_obs
-                                    else next(iter(latest.values())))
+            if m.topic in topics:
+                box = spaces[m.topic]
+                latest[m.topic] = decode_observation(topics[m.topic], m.data, tuple(box.shape), box.dtype)
+            elif len(latest) == len(topics):
+                actions.append(command.decode(m.data).astype(np.float32).reshape(action_space.shape))
+                observations.append(join_observation(cfg, observation_space, latest))
         except BadMessage as err:
             rejected.append(str(err))
     if not actions:
-        raise ValueError(f"{path}: no command on {cfg.command.topic} after observations on {list(boxes)}")
+        raise ValueError(f"{path}: no command on {cfg.command.topic} after observations on {list(topics)}")
     summary: dict[str, Any] = {"bag": str(path), "task_id": task_id, "pairs": len(actions), "rejected": len(rejected),
                                "first_rejection": rejected[0] if rejected else ""}
     if policy_fn is not None:

@@ -39,7 +39,7 @@ import torch
 
 from embodied.sim.env import Obs, map_obs
 from embodied.sim2real.hardware import Hardware
-from embodied.sim2real.ros.codecs import BadMessage, decode_observation, encode_command
+from embodied.sim2real.ros.codecs import BadMessage, CommandCodec, decode_observation, join_observation, topic_spaces
 from embodied.sim2real.ros.config import BridgeCfg, TopicCfg
 from embodied.sim2real.ros.transport import Message, Transport, TransportError
 
@@ -50,30 +50,6 @@ PolicyFn = Callable[[Obs], Any]
 
 class BridgeError(RuntimeError):
     """The loop had to stop (the ROS graph went away); the safe action was sent first."""
-
-
-def entry_space(space: gymnasium.Space, topic: TopicCfg) -> gymnasium.spaces.Box:
-    """The part of the observation space ``topic`` fills: the whole Box, or the dict entry ``topic.key``."""
-    if isinstance(space, gymnasium.spaces.Dict):
-        if topic.key not in space.spaces:
-            raise ValueError(f"{topic.topic}: key {topic.key!r} is not an observation entry; entries: {list(space.spaces)}")
-        return space.spaces[topic.key]  # type: ignore[return-value]
-    if topic.key:
-        raise ValueError(f"{topic.topic}: key {topic.key!r} given, but the observation is one vector (leave key empty)")
-    return space  # type: ignore[return-value]
-
-
-def wire_transform(cfg: BridgeCfg, size: int) -> tuple[np.ndarray, np.ndarray]:
-    """``action_scale`` and ``action_offset`` as per-element arrays of ``size``."""
-    out = []
-    for name in ("action_scale", "action_offset"):
-        value = np.asarray(getattr(cfg, name), dtype=np.float64).reshape(-1)
-        if value.size not in (1, size):
-            raise ValueError(f"{name} has {value.size} values, expected 1 or {size}")
-        out.append(np.broadcast_to(value, (size,)).copy())
-    if (out[0] == 0).any():
-        raise ValueError("action_scale must not be zero (the sim node divides by it)")
-    return out[0], out[1]
 
 
 @dataclass
@@ -99,12 +75,8 @@ class RosRobot(Hardware):
         self.cfg, self.transport, self.clock = cfg, transport, clock
         self._observation_space, self._action_space = observation_space, action_space
         self.name = f"RosRobot({cfg.command.topic})"
-        self.entries = {t.topic: entry_space(observation_space, t) for t in cfg.observations}
-        if isinstance(observation_space, gymnasium.spaces.Dict):
-            missing = set(observation_space.spaces) - {t.key for t in cfg.observations}
-            if missing:
-                raise ValueError(f"observation entries {sorted(missing)} have no topic in the bridge config")
-        self.scale, self.offset = wire_transform(cfg, int(np.prod(action_space.shape)))
+        self.entries = topic_spaces(cfg, observation_space)
+        self.command = CommandCodec(cfg, int(np.prod(action_space.shape)))
         self._latest = {t.topic: _Latest() for t in cfg.observations}
         self._lock = threading.Lock()
         self.rejected: Counter[str] = Counter()
@@ -136,13 +108,10 @@ class RosRobot(Hardware):
             values = {topic: latest.value for topic, latest in self._latest.items()}
         if any(v is None for v in values.values()):
             raise RuntimeError("read before every observation topic has spoken; check observation_fault() first")
-        if isinstance(self._observation_space, gymnasium.spaces.Dict):
-            return {t.key: torch.as_tensor(values[t.topic]) for t in self.cfg.observations}
-        return torch.as_tensor(values[self.cfg.observations[0].topic])
+        return map_obs(join_observation(self.cfg, self._observation_space, values), torch.as_tensor)
 
     def _send(self, action: torch.Tensor) -> None:
-        wire = action.double().cpu().numpy().reshape(-1) * self.scale + self.offset
-        self.transport.publish(self.cfg.command.topic, encode_command(self.cfg.command, wire, self.cfg.period_s))
+        self.transport.publish(self.cfg.command.topic, self.command.encode(action.double().cpu().numpy(), self.cfg.period_s))
         self.commands_sent += 1
 
     # ------------------------------------------------------------------ incoming messages

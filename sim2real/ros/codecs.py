@@ -13,9 +13,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import gymnasium
 import numpy as np
 
-from embodied.sim2real.ros.config import TopicCfg
+from embodied.sim2real.ros.config import BridgeCfg, TopicCfg
 
 Message = dict[str, Any]
 
@@ -47,6 +48,81 @@ def _finite(values: np.ndarray, what: str) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------- observations
+def entry_space(space: gymnasium.Space, topic: TopicCfg) -> gymnasium.spaces.Box:
+    """What ``topic`` fills: the whole Box, or the dict entry ``topic.key``, or one slice of it (``topic.index``)."""
+    if isinstance(space, gymnasium.spaces.Dict):
+        if topic.key not in space.spaces:
+            raise ValueError(f"{topic.topic}: key {topic.key!r} is not an observation entry; entries: {list(space.spaces)}")
+        box = space.spaces[topic.key]
+    elif topic.key:
+        raise ValueError(f"{topic.topic}: key {topic.key!r} given, but the observation is one vector (leave key empty)")
+    else:
+        box = space
+    if topic.index == -1:
+        return box  # type: ignore[return-value]
+    if not 0 <= topic.index < box.shape[0]:
+        raise ValueError(f"{topic.topic}: index {topic.index} is not one of the {box.shape[0]} slices of"
+                         f" {topic.key or 'the observation'} {box.shape}")
+    return gymnasium.spaces.Box(box.low[topic.index], box.high[topic.index], dtype=box.dtype)
+
+
+def topic_spaces(cfg: BridgeCfg, space: gymnasium.Space) -> dict[str, gymnasium.spaces.Box]:
+    """Each observation topic's part of ``space``, checking that the topics cover it exactly once.
+
+    An entry is covered by one topic (``index: -1``) or by one topic per slice; entries named in
+    ``unobserved`` by none (and only those)."""
+    boxes = {t.topic: entry_space(space, t) for t in cfg.observations}
+    if len(boxes) != len(cfg.observations):
+        raise ValueError(f"an observation topic is listed twice: {[t.topic for t in cfg.observations]}")
+    indices: dict[str, list[int]] = {}
+    for t in cfg.observations:
+        indices.setdefault(t.key, []).append(t.index)
+    for key, got in indices.items():
+        name = key or "the observation"
+        if -1 in got and len(got) > 1:
+            raise ValueError(f"{name} is given whole and in slices, or twice")
+        if -1 not in got and sorted(got) != list(range(entry_space(space, _key_only(key)).shape[0])):
+            raise ValueError(f"{name} has {entry_space(space, _key_only(key)).shape[0]} slices, but topics for {sorted(got)}")
+    entries = set(space.spaces) if isinstance(space, gymnasium.spaces.Dict) else {""}
+    if unknown := set(cfg.unobserved) - entries:
+        raise ValueError(f"unobserved entries {sorted(unknown)} are not observation entries {sorted(entries)}")
+    if both := set(cfg.unobserved) & set(indices):
+        raise ValueError(f"entries {sorted(both)} are listed as unobserved but have a topic")
+    if missing := entries - set(indices) - set(cfg.unobserved):
+        raise ValueError(f"observation entries {sorted(missing)} have no topic in the bridge config"
+                         " (list an entry the robot cannot sense under unobserved)")
+    return boxes
+
+
+def _key_only(key: str) -> TopicCfg:
+    return TopicCfg(topic=f"/{key}", key=key)
+
+
+def split_observation(cfg: BridgeCfg, obs: Any) -> dict[str, np.ndarray]:
+    """What each observation topic carries of ``obs`` (a NumPy array or a dict of them)."""
+    out = {}
+    for t in cfg.observations:
+        values = np.asarray(obs[t.key] if isinstance(obs, Mapping) else obs)
+        out[t.topic] = values if t.index == -1 else values[t.index]
+    return out
+
+
+def join_observation(cfg: BridgeCfg, space: gymnasium.Space, values: Mapping[str, np.ndarray]) -> Any:
+    """The observation from each topic's values (the inverse of :func:`split_observation`);
+    ``unobserved`` entries are zeros."""
+
+    def entry(key: str) -> np.ndarray:
+        topics = sorted((t for t in cfg.observations if t.key == key), key=lambda t: t.index)
+        if topics[0].index == -1:
+            return values[topics[0].topic]
+        return np.stack([values[t.topic] for t in topics])
+
+    if not isinstance(space, gymnasium.spaces.Dict):
+        return entry("")
+    return {key: np.zeros(box.shape, box.dtype) if key in cfg.unobserved else entry(key)
+            for key, box in space.spaces.items()}
+
+
 def decode_observation(topic: TopicCfg, msg: Mapping[str, Any], shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
     """The observation entry ``msg`` carries, shaped ``shape``; :class:`BadMessage` if it cannot be one."""
     size = int(np.prod(shape))
@@ -68,6 +144,9 @@ def decode_observation(topic: TopicCfg, msg: Mapping[str, Any], shape: tuple[int
             raise BadMessage(f"{where}: {values.size} values, expected {size}")
     elif topic.type == "sensor_msgs/Image":
         values = _decode_image(msg, size, where)
+        if topic.layout == "CHW":  # the wire is rows x columns x channels
+            channels, rows, cols = shape
+            values = values.reshape(rows, cols, channels).transpose(2, 0, 1)
     else:
         raise ValueError(f"{where}: message type {topic.type} cannot carry an observation")
     return _finite(values.reshape(shape), where).astype(dtype, copy=False)
@@ -85,7 +164,8 @@ def encode_observation(topic: TopicCfg, values: np.ndarray, stamp: float) -> Mes
     if topic.type == "std_msgs/Float64MultiArray":
         return array_message(flat, topic.key or "observation")
     if topic.type == "sensor_msgs/Image":
-        return _encode_image(np.asarray(values), header)
+        image = np.asarray(values)
+        return _encode_image(image.transpose(1, 2, 0) if topic.layout == "CHW" else image, header)
     raise ValueError(f"{topic.topic}: message type {topic.type} cannot carry an observation")
 
 
@@ -127,6 +207,60 @@ def array_message(values: np.ndarray | Sequence[float], label: str) -> Message:
 
 
 # ---------------------------------------------------------------------- commands
+def wire_transform(cfg: BridgeCfg, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """``action_scale`` and ``action_offset`` as per-element arrays of ``size``."""
+    out = []
+    for name in ("action_scale", "action_offset"):
+        value = np.asarray(getattr(cfg, name), dtype=np.float64).reshape(-1)
+        if value.size not in (1, size):
+            raise ValueError(f"{name} has {value.size} values, expected 1 or {size}")
+        out.append(np.broadcast_to(value, (size,)).copy())
+    if (out[0] == 0).any():
+        raise ValueError("action_scale must not be zero (the sim node divides by it)")
+    return out[0], out[1]
+
+
+class CommandCodec:
+    """The task's actions to command messages and back, as the bridge config says.
+
+    Continuous: the wire carries ``action * action_scale + action_offset``. Discrete
+    (``command.discrete`` rows, for tasks that act by argmax over scores): the wire carries the
+    argmax's row, and a received row decodes to scores with +1 for its action and -1 elsewhere.
+    """
+
+    def __init__(self, cfg: BridgeCfg, action_size: int) -> None:
+        self.topic, self.action_size = cfg.command, action_size
+        self.scale, self.offset = wire_transform(cfg, action_size)
+        self.rows = np.asarray(cfg.command.discrete, dtype=np.float64) if cfg.command.discrete else None
+        if self.rows is not None and len(self.rows) != action_size:
+            raise ValueError(f"command.discrete has {len(self.rows)} rows for a task with {action_size} actions")
+        self.wire_size = self.rows.shape[1] if self.rows is not None else action_size
+        encode_command(self.topic, np.zeros(self.wire_size), 0.0)  # names that do not fit fail here, not mid-run
+
+    def wire(self, action: np.ndarray) -> np.ndarray:
+        """The values the command message carries for ``action``."""
+        action = np.asarray(action, dtype=np.float64).reshape(-1)
+        if self.rows is not None:
+            return self.rows[int(np.argmax(action))]
+        return action * self.scale + self.offset
+
+    def encode(self, action: np.ndarray, duration_s: float) -> Message:
+        return encode_command(self.topic, self.wire(action), duration_s)
+
+    def decode(self, msg: Mapping[str, Any]) -> np.ndarray:
+        """The action (flat, float64) a command message asks for; :class:`BadMessage` if it asks for none."""
+        wire = decode_command(self.topic, msg, self.wire_size)
+        if self.rows is None:
+            return (wire - self.offset) / self.scale
+        match = np.flatnonzero(np.all(np.abs(self.rows - wire) <= 1e-9, axis=1))
+        if not match.size:
+            raise BadMessage(f"{self.topic.type} on {self.topic.topic}: {wire.tolist()} is none of the discrete"
+                             f" actions' commands {self.rows.tolist()}")
+        scores = np.full(self.action_size, -1.0)
+        scores[match[0]] = 1.0
+        return scores
+
+
 def encode_command(topic: TopicCfg, wire: np.ndarray, duration_s: float) -> Message:
     """The command message for ``wire`` (the action already scaled to the robot's units)."""
     wire = np.asarray(wire, dtype=np.float64).reshape(-1)

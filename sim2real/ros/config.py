@@ -46,6 +46,17 @@ class TopicCfg:
     name and rejected when a name is missing. Empty: ``<key or obs/action>_<i>``."""
     field: Literal["position", "velocity", "effort"] = "position"
     """The JointState (or JointTrajectory point) field that carries the values."""
+    index: int = -1
+    """For an observation entry stacked over sensors (``tactile_image`` is (pads, C, H, W)): the
+    slice along its first axis this topic carries, one topic per pad; -1: the whole entry."""
+    layout: Literal["HWC", "CHW"] = "HWC"
+    """How the observation stores an image: ROS Images are rows x columns x channels, so a
+    channels-first entry (the tactile images) is transposed on the way."""
+    discrete: tuple[tuple[float, ...], ...] = ()
+    """For a command of a task that acts by argmax over scores (the Nav family): one row of wire
+    values per discrete action, e.g. the (linear.x, angular.z) a base holds for one period. The
+    argmax's row is sent; the sim node maps a received row back to that action. Scale and offset
+    do not apply. Empty: the action itself, scaled, is the command."""
 
 
 @dataclass
@@ -75,6 +86,9 @@ class BridgeCfg:
     """Bounds, rate limit and the safe action (``hold`` or ``zero``), in the task's action units."""
     master_check_every_s: float = 0.5
     """How often the ROS 1 backend asks whether the master is still there."""
+    unobserved: tuple[str, ...] = ()
+    """Dict-observation entries a robot cannot sense (a teacher's ``privileged`` simulator state):
+    the policy node fills them with zeros, so only a policy that never reads them may be deployed."""
 
     @property
     def period_s(self) -> float:
@@ -141,3 +155,13 @@ def check_bridge_cfg(cfg: BridgeCfg) -> None:
             raise ConfigError(f"topic names must be absolute (start with '/'), got {topic.topic!r}")
     if cfg.command.type in ("sensor_msgs/JointState", "sensor_msgs/Image"):
         raise ConfigError(f"command.type {cfg.command.type!r} carries observations, not commands")
+    if cfg.command.index != -1:
+        raise ConfigError("command.index is for observation topics (one slice of a stacked entry)")
+    rows = cfg.command.discrete
+    if rows and (len({len(r) for r in rows}) != 1 or not rows[0]):
+        raise ConfigError(f"command.discrete rows must all have the same, nonzero length, got {[list(r) for r in rows]}")
+    for topic in cfg.observations:
+        if topic.discrete:
+            raise ConfigError(f"{topic.topic}: discrete is for the command topic")
+        if topic.index < -1:
+            raise ConfigError(f"{topic.topic}: index must be >= 0 (one slice) or -1 (the whole entry), got {topic.index}")

@@ -9,7 +9,8 @@ policy node decodes them), simulated time on ``clock_topic``, and obeys the comm
 - ``mode="rate"``: the simulator steps every period with the latest command (zero before the
   first), as a real robot keeps moving whatever the policy does.
 
-A command is turned back into the task's action with the config's scale and offset, and goes
+A command is turned back into the task's action (undoing the config's scale and offset, or
+mapping a discrete command's row to its action), and goes
 through :class:`~embodied.sim2real.hardware.SimulatedHardware`, so the action space bounds
 hold as on a robot. Malformed commands are dropped with the reason logged.
 """
@@ -25,9 +26,9 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
+from embodied.sim.env import map_obs
 from embodied.sim2real.hardware import SimulatedHardware
-from embodied.sim2real.ros.bridge import entry_space, wire_transform
-from embodied.sim2real.ros.codecs import BadMessage, decode_command, encode_observation
+from embodied.sim2real.ros.codecs import BadMessage, CommandCodec, encode_observation, split_observation, topic_spaces
 from embodied.sim2real.ros.config import BridgeCfg
 from embodied.sim2real.ros.transport import Message, Transport
 
@@ -51,10 +52,8 @@ class SimNode:
             raise ValueError(f"sim node mode must be 'command' or 'rate', got {mode!r}")
         self.cfg, self.transport, self.mode, self.clock = cfg, transport, mode, clock
         self.robot = SimulatedHardware(task_id, seed=seed, **(task_overrides or {}))
-        self.action_size = int(np.prod(self.robot.action_space.shape))
-        self.scale, self.offset = wire_transform(cfg, self.action_size)
-        for topic in cfg.observations:
-            entry_space(self.robot.observation_space, topic)  # a config that does not fit the task fails here
+        self.command = CommandCodec(cfg, int(np.prod(self.robot.action_space.shape)))
+        topic_spaces(cfg, self.robot.observation_space)  # a config that does not fit the task fails here
         self.dt = float(getattr(self.robot.env.unwrapped, "dt", cfg.period_s))
         self._lock = threading.Lock()
         self._latest_action = torch.zeros(self.robot.action_space.shape)
@@ -78,13 +77,13 @@ class SimNode:
 
     def _on_command(self, msg: Message) -> None:
         try:
-            wire = decode_command(self.cfg.command, msg, self.action_size)
+            values = self.command.decode(msg)
         except BadMessage as err:
             self.rejected += 1
             self.last_rejection = str(err)
             logger.warning("rejected command %d: %s", self.rejected, err)
             return
-        action = torch.as_tensor((wire - self.offset) / self.scale, dtype=torch.float32).reshape(self._latest_action.shape)
+        action = torch.as_tensor(values, dtype=torch.float32).reshape(self._latest_action.shape)
         with self._lock:
             self.commands += 1
             self._latest_action = action
@@ -104,10 +103,10 @@ class SimNode:
 
     def publish_observation(self) -> None:
         stamp = self.steps * self.dt
-        obs = self.robot.read_observation()
+        obs = map_obs(self.robot.read_observation(), lambda x: x.cpu().numpy())
+        values = split_observation(self.cfg, obs)
         for topic in self.cfg.observations:
-            values = obs[topic.key] if isinstance(obs, dict) else obs
-            self.transport.publish(topic.topic, encode_observation(topic, values.cpu().numpy(), stamp))
+            self.transport.publish(topic.topic, encode_observation(topic, values[topic.topic], stamp))
         self.transport.publish(self.cfg.clock_topic, {"clock": stamp})
         self.published += 1
         self._last_publish = self.clock()
