@@ -680,6 +680,8 @@ class TactileImager:
             profile = load_profile(profile)
         self.profile = profile
         self._rasters: dict[tuple[int, int], dict[str, Any]] = {}
+        self._by_resolution: dict[str, dict[str, Any]] = {}
+        """The raster entry of each resolution name (saves recomputing the geometry per render)."""
         # Inputs are copied into fixed buffers, so that every launch can be recorded once per
         # resolution and replayed (packing a launch's arguments in Python cost about a third of a
         # one-pinch render); only the output's address is set again, when it changes.
@@ -842,9 +844,10 @@ class TactileImager:
             stream = wp.stream_from_torch(torch.cuda.current_stream(self.device))
         self._copy_pose("pad_pose", pad_pose, self._pad_in, self._pad_in_wp, stream)
         self._copy_pose("obj_pose", obj_pose, self._obj_in, self._obj_in_wp, stream)
-        geom = self.geometry(resolution)
-        entry = self._raster(geom)
-        n, s, h, w = self.num_envs, self.num_sensors, geom.height, geom.width
+        entry = self._by_resolution.get(resolution)
+        if entry is None:
+            entry = self._by_resolution[resolution] = self._raster(self.geometry(resolution))
+        n, s, h, w = self.num_envs, self.num_sensors, entry["raster"].height, entry["raster"].width
         has_disp = 0
         if marker_displacement is not None and self.cfg.markers:
             expected = (n, s, self.cfg.rows, self.cfg.cols, 2)
