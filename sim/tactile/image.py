@@ -332,14 +332,15 @@ def _slab(R: Raster, r0: int, r1: int, c0: int, c1: int) -> wp.vec4:
 
 
 @wp.func
-def _region(R: Raster, rect: wp.array2d(dtype=wp.int32), i: int, grow_r: int, grow_c: int) -> wp.vec4i:
-    """Pixel box [r0, r1) x [c0, c1) of image i's contact tiles grown by (grow_r, grow_c), clipped."""
-    if rect[i, 1] < 0:
+def _pixel_region(R: Raster, pbox: wp.array2d(dtype=wp.int32), i: int, grow_r: int, grow_c: int) -> wp.vec4i:
+    """Pixel box [r0, r1) x [c0, c1) of image i's pixels with depth > 0 grown by (grow_r, grow_c),
+    clipped: everything the blur and the shading can change (tighter than the contact tiles)."""
+    if pbox[i, 1] < 0:
         return wp.vec4i(0, 0, 0, 0)
-    r0 = wp.max(rect[i, 0] * R.tile - grow_r, 0)
-    r1 = wp.min((rect[i, 1] + 1) * R.tile + grow_r, R.height)
-    c0 = wp.max(rect[i, 2] * R.tile - grow_c, 0)
-    c1 = wp.min((rect[i, 3] + 1) * R.tile + grow_c, R.width)
+    r0 = wp.max(pbox[i, 0] - grow_r, 0)
+    r1 = wp.min(pbox[i, 1] + 1 + grow_r, R.height)
+    c0 = wp.max(pbox[i, 2] - grow_c, 0)
+    c1 = wp.min(pbox[i, 3] + 1 + grow_c, R.width)
     return wp.vec4i(r0, r1, c0, c1)
 
 
@@ -359,8 +360,9 @@ def _prepare(
     rel: wp.array2d(dtype=wp.transform),
     img_mask: wp.array(dtype=wp.int32),
     rect: wp.array2d(dtype=wp.int32),
+    pbox: wp.array2d(dtype=wp.int32),
 ):
-    """Per image: pad-to-object transforms, which objects can reach the gel at all, empty rect."""
+    """Per image: pad-to-object transforms, which objects can reach the gel at all, empty boxes."""
     i = wp.tid()
     env = i // num_sensors
     x_pad = load_pose(pad_pose, env, i - env * num_sensors)
@@ -377,6 +379,10 @@ def _prepare(
     rect[i, 1] = -1
     rect[i, 2] = R.width
     rect[i, 3] = -1
+    pbox[i, 0] = R.height
+    pbox[i, 1] = -1
+    pbox[i, 2] = R.width
+    pbox[i, 3] = -1
 
 
 @wp.kernel(enable_backward=False)
@@ -421,14 +427,20 @@ def _depth_tiles(
     tile_mask: wp.array3d(dtype=wp.int32),
     rect: wp.array2d(dtype=wp.int32),
     depth: wp.array3d(dtype=float),
+    pbox: wp.array2d(dtype=wp.int32),
 ):
-    """Depth of every pixel inside the contact rect (zero outside it, never written)."""
+    """Depth of every pixel inside the contact rect (zero outside it, never written); grows the
+    image's box of pixels with depth > 0 (``pbox``, inclusive)."""
     i, ty, tx = wp.tid()
     if ty < rect[i, 0] or ty > rect[i, 1] or tx < rect[i, 2] or tx > rect[i, 3]:
         return
     tm = tile_mask[i, ty, tx]
     r0 = ty * R.tile
     c0 = tx * R.tile
+    lo_r = R.height
+    hi_r = wp.int32(-1)
+    lo_c = R.width
+    hi_c = wp.int32(-1)
     for r in range(r0, wp.min(r0 + R.tile, R.height)):
         y = R.y0 + float(r) * R.py
         for c in range(c0, wp.min(c0 + R.tile, R.width)):
@@ -440,20 +452,30 @@ def _depth_tiles(
                     if (tm & _bit(k)) != 0:
                         d = wp.max(d, _column_depth(shapes, k, rel[i, k], x, y, zs, R.max_depth))
             depth[i, r, c] = d
+            if d > 0.0:
+                lo_r = wp.min(lo_r, r)
+                hi_r = wp.max(hi_r, r)
+                lo_c = wp.min(lo_c, c)
+                hi_c = wp.max(hi_c, c)
+    if hi_r >= 0:  # one set of atomics per tile, not per pixel
+        wp.atomic_min(pbox, i, 0, lo_r)
+        wp.atomic_max(pbox, i, 1, hi_r)
+        wp.atomic_min(pbox, i, 2, lo_c)
+        wp.atomic_max(pbox, i, 3, hi_c)
 
 
 @wp.kernel(enable_backward=False)
 def _hblur_tiles(
     R: Raster,
-    rect: wp.array2d(dtype=wp.int32),
+    pbox: wp.array2d(dtype=wp.int32),
     depth: wp.array3d(dtype=float),
     hblur: wp.array3d(dtype=float),
 ):
-    """Blur along rows, over the contact rows and the contact columns +- the blur radius."""
+    """Blur along rows, over the rows in contact and the columns in contact +- the blur radius."""
     i, ty, tx = wp.tid()
     br = R.blur_r
-    dbox = _region(R, rect, i, 0, 0)
-    hbox = _region(R, rect, i, 0, br)
+    dbox = _pixel_region(R, pbox, i, 0, 0)
+    hbox = _pixel_region(R, pbox, i, 0, br)
     r0 = wp.max(ty * R.tile, hbox[0])
     r1 = wp.min(ty * R.tile + R.tile, hbox[1])
     c0 = wp.max(tx * R.tile, hbox[2])
@@ -471,15 +493,15 @@ def _hblur_tiles(
 @wp.kernel(enable_backward=False)
 def _vblur_tiles(
     R: Raster,
-    rect: wp.array2d(dtype=wp.int32),
+    pbox: wp.array2d(dtype=wp.int32),
     hblur: wp.array3d(dtype=float),
     blurred: wp.array3d(dtype=float),
 ):
-    """Blur along columns: the blurred depth over the contact rect +- the blur radius."""
+    """Blur along columns: the blurred depth over the pixels in contact +- the blur radius."""
     i, ty, tx = wp.tid()
     br = R.blur_r
-    hbox = _region(R, rect, i, 0, br)
-    bbox = _region(R, rect, i, br, br)
+    hbox = _pixel_region(R, pbox, i, 0, br)
+    bbox = _pixel_region(R, pbox, i, br, br)
     r0 = wp.max(ty * R.tile, bbox[0])
     r1 = wp.min(ty * R.tile + R.tile, bbox[1])
     c0 = wp.max(tx * R.tile, bbox[2])
@@ -552,7 +574,7 @@ def _blurred_at(blurred: wp.array3d(dtype=float), bbox: wp.vec4i, i: int, r: int
 @wp.kernel(enable_backward=False)
 def _shade_tiles(
     R: Raster,
-    rect: wp.array2d(dtype=wp.int32),
+    pbox: wp.array2d(dtype=wp.int32),
     blurred: wp.array3d(dtype=float),
     disp: wp.array4d(dtype=float),
     has_disp: int,
@@ -562,8 +584,8 @@ def _shade_tiles(
     box +- 1 pixel), or everywhere when markers are drawn. The rest is the copied background."""
     i, ty, tx = wp.tid()
     br = R.blur_r
-    bbox = _region(R, rect, i, br, br)
-    sbox = _region(R, rect, i, br + 1, br + 1)
+    bbox = _pixel_region(R, pbox, i, br, br)
+    sbox = _pixel_region(R, pbox, i, br + 1, br + 1)
     r0 = ty * R.tile
     r1 = wp.min(r0 + R.tile, R.height)
     c0 = tx * R.tile
@@ -694,6 +716,7 @@ class TactileImager:
         self._rel = wp.empty((self.num_images, self.num_objects), dtype=wp.transform, device=self.wp_device)
         self._img_mask = wp.empty(self.num_images, dtype=wp.int32, device=self.wp_device)
         self._rect = wp.empty((self.num_images, 4), dtype=wp.int32, device=self.wp_device)
+        self._pbox = wp.empty((self.num_images, 4), dtype=wp.int32, device=self.wp_device)
         """Per image: first/last contact tile row, first/last contact tile column (empty: -1 last)."""
         self._last_resolution: tuple[int, int] | None = None
         # contiguous image ranges, one per thread, at least MIN_IMAGES_PER_THREAD each: a thread
@@ -754,6 +777,7 @@ class TactileImager:
             "rel": self._rel,
             "img_mask": self._img_mask,
             "rect": self._rect,
+            "pbox": self._pbox,
         }
         entry = {
             "raster": ras,
@@ -781,7 +805,7 @@ class TactileImager:
             _prepare,
             self.num_images,
             [shapes, no, self.num_sensors, self._pad_in_wp, self._obj_in_wp, ras]
-            + [scratch["rel"], scratch["img_mask"], scratch["rect"]],
+            + [scratch["rel"], scratch["img_mask"], scratch["rect"], scratch["pbox"]],
         )
         h, w = ras.height, ras.width
         chunks = []
@@ -793,10 +817,11 @@ class TactileImager:
             chunks.append(
                 [
                     record(_cull_tiles, grid, [shapes, no, ras, v["rel"], v["img_mask"], v["tile_mask"], v["rect"]]),
-                    record(_depth_tiles, grid, [shapes, no, ras, v["rel"], v["tile_mask"], v["rect"], v["depth"]]),
-                    record(_hblur_tiles, grid, [ras, v["rect"], v["depth"], v["hblur"]]),
-                    record(_vblur_tiles, grid, [ras, v["rect"], v["hblur"], v["blurred"]]),
-                    record(_shade_tiles, grid, [ras, v["rect"], v["blurred"], disp, 0, placeholder]),
+                    record(_depth_tiles, grid,
+                           [shapes, no, ras, v["rel"], v["tile_mask"], v["rect"], v["depth"], v["pbox"]]),
+                    record(_hblur_tiles, grid, [ras, v["pbox"], v["depth"], v["hblur"]]),
+                    record(_vblur_tiles, grid, [ras, v["pbox"], v["hblur"], v["blurred"]]),
+                    record(_shade_tiles, grid, [ras, v["pbox"], v["blurred"], disp, 0, placeholder]),
                 ]
             )
         return prepare, chunks
@@ -897,17 +922,17 @@ class TactileImager:
             raise RuntimeError("TactileImager.last_maps: nothing rendered yet")
         h, w = self._last_resolution
         entry = self._rasters[(h, w)]
-        rect = self._rect.numpy()
+        pbox = self._pbox.numpy()
         br = entry["raster"].blur_r
         maps = {}
         for key, grow in (("depth", 0), ("blurred", br)):
             src = wp.to_torch(entry[key]).cpu()
             full = torch.zeros_like(src)
             for i in range(self.num_images):
-                if rect[i, 1] < 0:
+                if pbox[i, 1] < 0:
                     continue
-                r0, r1 = max(rect[i, 0] * TILE - grow, 0), min((rect[i, 1] + 1) * TILE + grow, h)
-                c0, c1 = max(rect[i, 2] * TILE - grow, 0), min((rect[i, 3] + 1) * TILE + grow, w)
+                r0, r1 = max(pbox[i, 0] - grow, 0), min(pbox[i, 1] + 1 + grow, h)
+                c0, c1 = max(pbox[i, 2] - grow, 0), min(pbox[i, 3] + 1 + grow, w)
                 full[i, r0:r1, c0:c1] = src[i, r0:r1, c0:c1]
             maps[key] = full.view(self.num_envs, self.num_sensors, h, w)
         return maps
