@@ -21,7 +21,8 @@ on held-apart seeds; ``success_heldout`` is the same policy on the held-out hexa
 Every (method, seed) is one piece, bench/results/tactile_learning/<method>_seed<k>.json, with its
 learning curve (episodic return against env steps, from the run's TensorBoard log); an
 interrupted run continues with the missing pieces. The run folders (checkpoints) go to
-bench/results/tactile_learning/runs/, which git ignores. The combined report is
+bench/results/tactile_learning/runs/, which git ignores (``--results DIR`` puts pieces, runs and
+report under DIR instead: longer or shorter budgets tried out belong there). The combined report is
 bench/results/tactile_learning.json: ``success.<method>`` and ``success_heldout.<method>`` (mean
 over the seeds that have a piece), ``..._per_seed``, ``budget_env_steps.<method>``, ``seeds``.
 
@@ -80,6 +81,14 @@ STUDENT_NET: dict[str, Any] = {
     "learning_rate": 1e-3,
     "sequence_minibatches": 4,
 }
+
+
+def use_results_folder(folder: Path) -> None:
+    """Put the pieces, their runs and the report under ``folder`` (default: bench/results)."""
+    global PIECES, RUNS, REPORT
+    PIECES = folder / "tactile_learning"
+    RUNS = PIECES / "runs"
+    REPORT = folder / "tactile_learning.json"
 
 
 def piece_path(method: str, seed: int) -> Path:
@@ -186,7 +195,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--force", action="store_true", help="re-run pieces that exist")
     parser.add_argument("--report", action="store_true", help="print the combined report and exit")
+    parser.add_argument("--results", type=Path, default=ROOT / "results", help="results folder (pieces in"
+                        " <results>/tactile_learning/)")
     args = parser.parse_args(argv)
+    use_results_folder(args.results)
     args.seeds = [int(s) for s in args.seeds.split(",")]
     methods = [m for m in args.methods.split(",") if m]
     unknown = sorted(set(methods) - set(METHODS))
