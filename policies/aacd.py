@@ -312,6 +312,8 @@ class AACD(PPO):
         self._seq: dict[str, torch.Tensor] | None = None
         """Stage 2's per-step student inputs of the rollout (allocated when first needed)."""
         self._critic_frozen = False
+        self._record: dict[str, torch.Tensor] | None = None
+        """The last training act's record for a rollout worker (see :meth:`act_record`)."""
 
     # ------------------------------------------------------------------ observations
     def _privileged_raw(self, obs: Any) -> torch.Tensor:
@@ -405,11 +407,14 @@ class AACD(PPO):
         if self.buffer.step == 0:
             self._sequences()["memory0"].copy_(self.memory)  # truncated BPTT starts from here
         starts = self.reset_pending.clone()
+        memory_before = self.memory
         memory = self.memory * (~starts).unsqueeze(-1).to(self.memory.dtype)
         mean, std, self.memory = self.student.step(self._to_float(tactile), proprio, memory)
         self.reset_pending.zero_()
         sample = torch.addcmul(mean, std, torch.randn_like(mean))
         env_action = self._to_env(sample)
+        self._record = {"memory": memory_before, "proprio": proprio, "sample": sample,
+                        "log_prob": GaussianActor.log_prob(mean, std, sample)}
         privileged = self._normalize_obs(obs)
         value = self.value_net(privileged)
         self._last = (
@@ -423,6 +428,45 @@ class AACD(PPO):
             starts,
         )
         return env_action
+
+    # ------------------------------------------------------------------ rollout workers
+    def rollout_state(self) -> dict[str, Any]:
+        # Workers' rounds start at rollout boundaries: this learner switches stage here, since
+        # with workers its own act() is never called.
+        self._maybe_start_student()
+        return super().rollout_state()
+
+    def act_memory(self) -> dict[str, torch.Tensor]:
+        return {"memory": self.memory.clone(), "reset_pending": self.reset_pending.clone(),
+                "stage": torch.tensor(self.stage)}
+
+    def load_act_memory(self, state: dict[str, torch.Tensor]) -> None:
+        if int(state["stage"]) == 2 and self.stage == 1:  # before the memory: entering stage 2 clears it
+            self._enter_stage_2(from_teacher=bool(self.cfg.teacher_checkpoint or self.cfg.teacher_steps))
+        self.memory.copy_(state["memory"])
+        self.reset_pending.copy_(state["reset_pending"])
+
+    def act_record(self) -> dict[str, torch.Tensor] | None:
+        """Stage 2: the student's memory before the step, its (normalised) proprioception input,
+        the sampled pre-squash action and its log-probability. Stage 1 (PPO) needs none."""
+        if self.stage == 1 or self._mode != "train":
+            return None
+        return self._record
+
+    @torch.no_grad()
+    def take_act_record(self, obs: Any, action: torch.Tensor, record: dict[str, torch.Tensor]) -> None:
+        """Stage 2: store what act() would have (the value is this learner's, as in act())."""
+        if self.stage == 1:
+            return
+        dev = self.device
+        self._mode = "train"
+        if self.buffer.step == 0:
+            self._sequences()["memory0"].copy_(record["memory"].to(dev))
+        starts = self.reset_pending.clone()
+        self.reset_pending.zero_()
+        privileged = self._normalize_obs(obs)
+        self._last = (action, privileged, record["sample"].to(dev), record["log_prob"].to(dev),
+                      self.value_net(privileged), self._tactile(obs), record["proprio"].to(dev), starts)
 
     def episodes_ended(self, done: torch.Tensor) -> None:
         """Clear the student's memory of envs whose episode ended (training: at the next ``act``)."""

@@ -124,5 +124,26 @@ class Learner(ABC):
     def load_rollout_state(self, state: dict[str, Any]) -> None:
         self.load_policy_state_dict(state)
 
+    # Learners with memory across steps (a recurrent student, an in-context transformer) act in
+    # rollout workers through the three hooks below; memoryless learners need none of them.
+    def act_memory(self) -> dict[str, torch.Tensor]:
+        """The per-env memory ``act`` carries from step to step, saved with a rollout worker's
+        envs (so a replaced or resumed worker continues exactly); {} for memoryless learners."""
+        return {}
+
+    def load_act_memory(self, state: dict[str, torch.Tensor]) -> None:
+        return None
+
+    def act_record(self) -> dict[str, torch.Tensor] | None:
+        """What ``observe`` needs from the last ``act`` that the step does not carry (per env,
+        batch first): a worker's copy sends it with each step and the driver's learner takes it
+        with :meth:`take_act_record`. None: nothing (a memoryless learner re-scores the step)."""
+        return None
+
+    def take_act_record(self, obs: Any, action: torch.Tensor, record: dict[str, torch.Tensor]) -> None:
+        """Accept ``action``, taken on ``obs`` by a rollout worker's copy of this learner, as if
+        this learner's own ``act`` had taken it, so that ``observe`` can store the step."""
+        raise NotImplementedError(f"{type(self).__name__} cannot take actions from rollout workers")
+
     def load_policy_state_dict(self, state: dict[str, Any]) -> None:
         self.load_state_dict(state)

@@ -447,3 +447,53 @@ def test_cli_trains_both_stages(tmp_path, capsys):
     assert state["learner"]["stage"] == 2 and state["learner"]["counters"]["num_updates"] == 3
     assert json.loads((tmp_path / "eval.json").read_text())["algo"] == "aacd"
     assert set(LEARNERS) >= {"aacd", "aac"}
+
+
+# ---------------------------------------------------------------------------- rollout workers
+
+
+def _worker_cfg(run_dir, total: int) -> TrainCfg:
+    return TrainCfg(total_steps=total, num_envs=4, seed=3, run_dir=str(run_dir), checkpoint_every=0, eval_episodes=0,
+                    progress=False, tensorboard=False, workers=2, worker_mode="serial")
+
+
+def test_the_student_acts_in_rollout_workers_and_its_sequences_replay_as_acted(tmp_path):
+    """AACD through two (serial) rollout workers: the stage switch happens at a round start, each
+    worker's student carries its envs' memory across episode ends (16-step episodes, 24-step rounds),
+    and the driver stores the workers' act records so that its truncated-BPTT replay gives exactly
+    the log-probabilities the workers acted with; a run stopped mid-round resumes bit-identically."""
+    from embodied.policies.nets import GaussianActor
+    from embodied.policies.scaleout.workers import WorkerRollout
+    from embodied.policies.train import RunSpec, build_learner
+
+    overrides = {**SMALL, "num_steps": 24, "teacher_steps": 96, "critic_mode": "finetune"}
+    # 4 envs x 24 steps = 96 transitions a round: round 1 is the teacher's, round 2 the student's.
+    run_dir = train(TASK, "aacd", _worker_cfg(tmp_path / "a", total=96), learner_overrides=overrides)
+    run = RunSpec(**load_checkpoint(run_dir)["run"])
+    source = WorkerRollout(run, _worker_cfg(tmp_path / "b", total=0))
+    learner = build_learner("aacd", source, "cpu", run.learner_cfg)
+    learner.load_state_dict(load_checkpoint(run_dir)["learner"])
+    assert learner.stage == 1 and learner.num_transitions == 96
+    for _ in range(24):
+        obs, action, reward, terminated, truncated, info = source.next_step(learner)
+        learner.observe(obs, action, reward, info["final_obs"], terminated, truncated, info)
+        learner.episodes_ended(terminated | truncated)
+    assert learner.stage == 2 and learner.ready_to_update()
+    seq = learner._sequences()
+    assert seq["starts"][16].all() and not seq["starts"][:16].any()  # the episode ends inside the round
+    with torch.no_grad():
+        mean, std = learner.student.unroll(learner._to_float(seq["tactile"]), seq["proprio"], seq["starts"],
+                                           seq["memory0"])
+    logp = GaussianActor.log_prob(mean, std, learner.buffer.actions)
+    torch.testing.assert_close(logp, learner.buffer.logprobs, rtol=1e-5, atol=1e-5)
+    memory = [state["memory"]["memory"] for state in source.pool.states]
+    assert all(m.abs().sum() > 0 for m in memory)  # each worker's student remembers its own envs
+    source.close()
+
+    reference = load_checkpoint(train(TASK, "aacd", _worker_cfg(tmp_path / "c", total=384), learner_overrides=overrides))
+    train(TASK, "aacd", _worker_cfg(tmp_path / "d", total=4 * (24 * 2 + 5)), learner_overrides=overrides)
+    assert load_checkpoint(tmp_path / "d")["workers"]["next_index"] == 5
+    resumed = load_checkpoint(train(TASK, "aacd", resume=tmp_path / "d", total_steps=384))
+    assert resumed["learner"]["stage"] == reference["learner"]["stage"] == 2
+    assert first_difference(reference["learner"], resumed["learner"]) is None
+    assert first_difference(reference["workers"], resumed["workers"]) is None

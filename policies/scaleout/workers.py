@@ -20,7 +20,12 @@ A worker that dies mid-round is replaced by a new actor loaded with the state it
 round's start, and the round is played again: the learner never sees a partial round.
 
 Learners that keep memory across steps (those that override ``Learner.episodes_ended``:
-recurrent and in-context policies) cannot act in a worker yet, and are refused.
+recurrent and in-context policies) act in workers when they implement the memory hooks of
+:class:`~embodied.policies.base.Learner`: a worker's copy keeps its envs' memory (saved with the
+worker's state), and sends with each step its ``act_record`` (what ``observe`` needs from the act:
+for AACD's student the memory at the step, its input and the sampled action's log-probability),
+which the driver's learner takes (``take_act_record``) before observing the step. Those that do
+not (ReLIC and LSTM-Nav, whose context the driver would have to rebuild; SRL) are refused.
 """
 
 from __future__ import annotations
@@ -45,6 +50,8 @@ WORKER_SEED_STRIDE = 1_000_003
 """Worker i of a run with seed s uses seed s + i * stride: no two workers of runs with nearby
 seeds (a seed sweep) share envs."""
 DEFAULT_ROUND_STEPS = 64
+ACT_RECORD = "act_record"
+"""The key under which a step's ``info`` carries the worker's act record to the driver."""
 MAX_ROUND_RETRIES = 3
 
 
@@ -82,20 +89,25 @@ class RolloutWorker:
             for _ in range(num_steps):
                 with torch.no_grad():
                     action = self.learner.act(self.obs)
+                record = self.learner.act_record()
                 next_obs, reward, terminated, truncated, info = self.env.step(action)
+                if record is not None:
+                    info = {**info, ACT_RECORD: record}
                 steps.append(Step(self.obs, action, reward, terminated, truncated, info))
+                self.learner.episodes_ended(terminated | truncated)  # memory learners clear those envs
                 self.obs = next_obs
             self.rng = torch.get_rng_state()
         stacked = Step(*(_map_trees(torch.stack, [step[k] for step in steps]) for k in range(len(Step._fields))))
         return {"steps": stacked, "state": self.state_dict(), "compute_s": time.perf_counter() - start}
 
     def state_dict(self) -> dict[str, Any]:
-        return {"env": self.env.state_dict(), "obs": self.obs, "rng": self.rng}
+        return {"env": self.env.state_dict(), "obs": self.obs, "rng": self.rng, "memory": self.learner.act_memory()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.env.load_state_dict(state["env"])
         self.obs = state["obs"]
         self.rng = state["rng"]
+        self.learner.load_act_memory(state.get("memory", {}))
 
     def location(self) -> dict[str, Any]:
         """This worker's process id and Ray node id (None outside Ray): where its pool placed it."""
@@ -143,7 +155,11 @@ class WorkerRollout:
         assert self.round is not None
         t = self.next_index
         self.next_index += 1
-        return Step(*(_map_tree(lambda x: x[t], field) for field in self.round))
+        step = Step(*(_map_tree(lambda x: x[t], field) for field in self.round))
+        record = step.info.pop(ACT_RECORD, None)
+        if record is not None:
+            learner.take_act_record(step.obs, step.action, record)
+        return step
 
     def _collect_round(self, learner: Learner) -> None:
         num_steps = self.round_steps or getattr(learner, "num_steps", None) or DEFAULT_ROUND_STEPS
@@ -178,11 +194,12 @@ class WorkerRollout:
 
 
 def check_supported(algo: str) -> None:
-    """Refuse learners with memory across steps: a worker's copy could not carry it."""
+    """Refuse learners with memory across steps that lack the hooks to act in a worker."""
     learner_cls, _ = learner_classes(algo)
-    if learner_cls.episodes_ended is not Learner.episodes_ended:
-        raise ValueError(f"{algo} keeps memory across steps (a recurrent or in-context policy), which rollout "
-                         "workers do not carry yet; train it without --workers")
+    has_memory = learner_cls.episodes_ended is not Learner.episodes_ended
+    if has_memory and learner_cls.take_act_record is Learner.take_act_record:
+        raise ValueError(f"{algo} keeps memory across steps (a recurrent or in-context policy) and does not "
+                         "implement the hooks that let rollout workers carry it; train it without --workers")
 
 
 # ---------------------------------------------------------------------------- pools
