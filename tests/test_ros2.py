@@ -78,7 +78,8 @@ else:
                                env=env, stdout=logs["sim"], stderr=subprocess.STDOUT, cwd=REPO)
         bag = tmp_path / "pads_mcap"
         try:
-            record = subprocess.run([EMBODIED, "ros", "record", task, str(bag), "--ros", "2", "--duration", "8"],
+            # 20 s: on a fresh machine the sim node first compiles the tactile kernels (about 10 s).
+            record = subprocess.run([EMBODIED, "ros", "record", task, str(bag), "--ros", "2", "--duration", "20"],
                                     env=env, stdout=logs["record"], stderr=subprocess.STDOUT, cwd=REPO, timeout=120)
             assert record.returncode == 0, (tmp_path / "record.log").read_text()
         finally:
@@ -87,7 +88,7 @@ else:
         cfg = load_bridge_cfg(task)
         left = next(t for t in cfg.observations if t.topic == "/tactile/left/image_raw")
         images = [m for m in read_bag(bag) if m.topic == left.topic]
-        assert len(images) >= 20, (tmp_path / "record.log").read_text()  # 8 s at 20 Hz, less the start-up
+        assert len(images) >= 20, (tmp_path / "record.log").read_text()  # 20 s at 20 Hz, less the start-up
         pad = decode_observation(left, images[-1].data, (3, 60, 80), np.dtype(np.uint8))
         assert pad.std() > 10  # a gel image, not a blank
         assert {m.topic for m in read_bag(bag)} >= {"/tactile/right/image_raw", "/tactile/left/force_field", "/arm/proprio"}
