@@ -147,6 +147,12 @@ class ReLIC(PPO):
         self._bootstrap_token: torch.Tensor | None = None
         self.num_transitions = 0
         self.num_updates = 0
+        self._record: dict[str, torch.Tensor] | None = None
+        self._core_filled = True
+        """False while the context holds steps taken by rollout workers that the core (cache or
+        memory) has not processed yet."""
+        self._updates_seen = 0
+        """The driver's update count at the last rollout state (a worker's copy only)."""
 
     # ------------------------------------------------------------------ the core (the LSTM baseline overrides these)
     def _build_model(self) -> nn.Module:
@@ -173,6 +179,11 @@ class ReLIC(PPO):
         seg = ctx.seg[rows]
         mask = context_mask(seg, start, end)
         return self.model(ctx.tokens[rows, start:end], mask, ctx.cache, start, write=False, rows=rows)
+
+    @torch.no_grad()
+    def _core_fill(self, ctx: Context, start: int, end: int) -> None:
+        """Write the cache of positions ``[start, end)`` in one block (steps acted by rollout workers)."""
+        self.model(ctx.tokens[:, start:end], context_mask(ctx.seg, start, end), ctx.cache, start)
 
     @torch.no_grad()
     def _core_refresh(self, ctx: Context) -> None:
@@ -202,15 +213,59 @@ class ReLIC(PPO):
             self._make_room(ctx)
         flag = self.cfg.trial_flag_index
         new_trial = obs[:, flag] > 0.5 if flag is not None else ctx.boundary.clone()
-        ctx.push(self._obs_features(obs), new_trial)
+        features = self._obs_features(obs)
+        ctx.push(features, new_trial)
         logits, values = self._core_step(ctx)
         dist = torch.distributions.Categorical(logits=logits)
         greedy = deterministic and self.cfg.eval_policy == "greedy"
         action = logits.argmax(-1) if greedy else dist.sample()
-        ctx.record_action(action, dist.log_prob(action), values)
+        logprob = dist.log_prob(action)
+        ctx.record_action(action, logprob, values)
         env_action = torch.nn.functional.one_hot(action, self.num_actions).float() * 2.0 - 1.0
         self._last = (env_action, action) if not deterministic else None
+        self._record = None if deterministic else {"features": features, "action": action, "logprob": logprob,
+                                                   "value": values}
         return env_action
+
+    # ------------------------------------------------------------------ rollout workers
+    # A worker's copy keeps its envs' context (tokens, KV cache or LSTM memory) and sends what it
+    # pushed and recorded; the driver's context gets the same timeline without running the core.
+    # The driver computes the chunk's cache (or memory) once, in a block, before its update needs
+    # it; after each update a worker refreshes and compacts its context as the driver did.
+    def rollout_state(self) -> dict[str, Any]:
+        return {**self.policy_state_dict(), "num_updates": self.num_updates}
+
+    def load_rollout_state(self, state: dict[str, Any]) -> None:
+        self.load_policy_state_dict(state)
+        if int(state["num_updates"]) != self._updates_seen:
+            self._updates_seen = int(state["num_updates"])
+            if self.ctx.p > 0:
+                self._after_update(self.ctx)
+
+    def act_memory(self) -> dict[str, Any]:
+        return {"context": self.ctx.state_dict(), "updates_seen": torch.tensor(self._updates_seen)}
+
+    def load_act_memory(self, state: dict[str, Any]) -> None:
+        self.ctx.load_state_dict(state["context"])
+        self._updates_seen = int(state["updates_seen"])
+        self._mode = "train"
+
+    def act_record(self) -> dict[str, torch.Tensor] | None:
+        return self._record if self._mode == "train" else None
+
+    @torch.no_grad()
+    def take_act_record(self, obs: Any, action: torch.Tensor, record: dict[str, torch.Tensor]) -> None:
+        ctx = self._context(action.shape[0], deterministic=False)
+        if ctx.p == ctx.capacity:
+            self._make_room(ctx)
+        flag = self.cfg.trial_flag_index
+        obs = obs.to(self.device, torch.float32)
+        new_trial = obs[:, flag] > 0.5 if flag is not None else ctx.boundary.clone()
+        ctx.push(record["features"].to(self.device), new_trial)
+        index = record["action"].to(self.device)
+        ctx.record_action(index, record["logprob"].to(self.device), record["value"].to(self.device))
+        self._core_filled = False  # the core has not seen these steps: fill before the update
+        self._last = (action, index)
 
     def _obs_features(self, obs: torch.Tensor) -> torch.Tensor:
         return self.obs_rms.normalize(obs, self.cfg.clip_obs) if self.cfg.norm_obs else obs
@@ -270,6 +325,9 @@ class ReLIC(PPO):
         cfg, ctx = self.cfg, self.ctx
         lr = self.set_learning_rate()
         p0, p = ctx.p0, ctx.p
+        if not self._core_filled:
+            self._core_fill(ctx, p0, p)
+            self._core_filled = True
         with torch.no_grad():
             last_value = self._bootstrap_value()
             adv, ret = gae(
@@ -301,9 +359,7 @@ class ReLIC(PPO):
             if cfg.target_kl is not None and float(stats["losses/approx_kl"]) > cfg.target_kl:
                 break
         explained_var = 1.0 - (ret - ctx.values[:, p0:p]).var() / ret.var().clamp_min(1e-8)
-        self._core_refresh(ctx)
-        ctx.p0 = p
-        ctx.compact(ctx.trial_starts(), keep=cfg.max_context - cfg.update_every)
+        self._after_update(ctx)
         self.num_updates += 1
         keys = list(sums)
         values = torch.stack([sums[k] / count for k in keys] + [explained_var]).tolist()
@@ -320,6 +376,13 @@ class ReLIC(PPO):
         ctx.seg[:, ctx.p] = ctx.trial_id
         _, values = self._core_step(ctx, write=False)
         return values
+
+    def _after_update(self, ctx: Context) -> None:
+        """The context after new weights: cached keys and values recomputed, the chunk marked as
+        used, and steps no current trial needs dropped (a worker's copy does this too)."""
+        self._core_refresh(ctx)
+        ctx.p0 = ctx.p
+        ctx.compact(ctx.trial_starts(), keep=self.cfg.max_context - self.cfg.update_every)
 
     def _make_room(self, ctx: Context) -> None:
         """A full context keeps its current trials, or its newest half (training's chunk is never dropped)."""
@@ -338,6 +401,7 @@ class ReLIC(PPO):
             "context": self.ctx.state_dict(),
             "bootstrap_token": self._bootstrap_token,
             "counters": {"num_transitions": self.num_transitions, "num_updates": self.num_updates},
+            "core_filled": self._core_filled,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -350,6 +414,7 @@ class ReLIC(PPO):
         self._bootstrap_token = state["bootstrap_token"]
         self.num_transitions = int(state["counters"]["num_transitions"])
         self.num_updates = int(state["counters"]["num_updates"])
+        self._core_filled = bool(state.get("core_filled", True))
         self._last, self._mode, self.eval_ctx = None, "train", None
 
     def policy_state_dict(self) -> dict[str, Any]:
@@ -417,3 +482,8 @@ class LSTMNav(ReLIC):
 
     def _core_refresh(self, ctx: Context) -> None:
         ctx.memory0 = ctx.memory.clone()  # the next chunk replays from here (RL^2 keeps, never recomputes, memory)
+
+    @torch.no_grad()
+    def _core_fill(self, ctx: Context, start: int, end: int) -> None:
+        """The memory after positions ``[start, end)``, replayed from the chunk's start (``memory0``)."""
+        _, _, ctx.memory = self.model.unroll(ctx.tokens[:, start:end], ctx.starts[:, start:end], ctx.memory0)

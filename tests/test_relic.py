@@ -238,3 +238,61 @@ def test_short_run_learns_in_context(tmp_path):
     trained = trial_curve(learner, 64, 3, seed=5, goals="heldout", task_overrides={"size": 5})
     random = trial_curve(None, 64, 3, seed=5, goals="heldout", task_overrides={"size": 5})
     assert trained["return_by_episode"][-1] > random["return_by_episode"][-1] + 20, (trained, random)
+
+
+@pytest.mark.parametrize("algo", ["relic", "lstm_nav"])
+def test_in_context_learners_act_in_rollout_workers(tmp_path, algo):
+    """Through two (serial) rollout workers: the driver's context gets the workers' timeline (tokens,
+    actions, log-probabilities) without running the core, so re-running the core over the chunk
+    gives the log-probabilities the workers acted with; its block-filled cache (or memory) matches
+    the workers' step-by-step one; after an update each worker refreshes and compacts as the driver
+    does; a run stopped mid-round resumes bit-identically (contexts compacted on the way)."""
+    from embodied.policies.scaleout.workers import WorkerRollout
+    from embodied.policies.train import RunSpec, build_learner
+
+    overrides = {"update_every": 30, "max_context": 128, "hidden": 32}
+    tasks = {"trial_episodes": 2}
+
+    def cfg(run_dir, total):
+        return TrainCfg(total_steps=total, num_envs=4, seed=3, run_dir=str(run_dir), checkpoint_every=0,
+                        eval_episodes=0, progress=False, tensorboard=False, workers=2, worker_mode="serial")
+
+    run_dir = train(TASK, algo, cfg(tmp_path / "a", 4 * 60), tasks, overrides)  # two rounds, two updates
+    run = RunSpec(**load_checkpoint(run_dir)["run"])
+    source = WorkerRollout(run, cfg(tmp_path / "b", 0))
+    learner = build_learner(algo, source, "cpu", run.learner_cfg)
+    learner.load_state_dict(load_checkpoint(run_dir)["learner"])
+    source.load_state_dict(load_checkpoint(run_dir))
+    for _ in range(30):  # the third round
+        obs, action, reward, terminated, truncated, info = source.next_step(learner)
+        learner.observe(obs, action, reward, info["final_obs"], terminated, truncated, info)
+        learner.episodes_ended(terminated | truncated)
+    ctx, workers = learner.ctx, source.pool.workers
+    assert learner.ready_to_update() and not learner._core_filled
+    p0, p = ctx.p0, ctx.p
+    for w, worker in enumerate(workers):  # the same timeline as each worker's own context, env by env
+        theirs = worker.learner.ctx
+        assert (theirs.p0, theirs.p) == (p0, p)
+        for name in ("tokens", "seg", "actions", "logprobs", "values"):
+            assert torch.equal(getattr(ctx, name)[2 * w : 2 * w + 2, :p], getattr(theirs, name)[:, :p]), name
+    with torch.no_grad():
+        logits, _ = learner._core_chunk(ctx, torch.arange(4), p0, p)
+    logp = torch.distributions.Categorical(logits=logits).log_prob(ctx.actions[:, p0:p])
+    torch.testing.assert_close(logp, ctx.logprobs[:, p0:p], atol=1e-5, rtol=1e-5)
+    learner._core_fill(ctx, p0, p)
+    for w, worker in enumerate(workers):
+        theirs = worker.learner.ctx
+        if algo == "relic":
+            for mine, its in zip(ctx.cache.k + ctx.cache.v, theirs.cache.k + theirs.cache.v, strict=True):
+                torch.testing.assert_close(mine[2 * w : 2 * w + 2, :, : 1 + p], its[:, :, : 1 + p], atol=1e-5, rtol=1e-5)
+        else:
+            torch.testing.assert_close(ctx.memory[2 * w : 2 * w + 2], theirs.memory, atol=1e-5, rtol=1e-5)
+    source.close()
+
+    reference = load_checkpoint(train(TASK, algo, cfg(tmp_path / "c", 4 * 300), tasks, overrides))
+    train(TASK, algo, cfg(tmp_path / "d", 4 * (30 * 5 + 7)), tasks, overrides)
+    assert load_checkpoint(tmp_path / "d")["workers"]["next_index"] == 7
+    resumed = load_checkpoint(train(TASK, algo, resume=tmp_path / "d", total_steps=4 * 300))
+    assert reference["learner"]["counters"]["num_updates"] == 10
+    assert first_difference(reference["learner"], resumed["learner"]) is None
+    assert first_difference(reference["workers"], resumed["workers"]) is None

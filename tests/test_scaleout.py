@@ -73,7 +73,7 @@ def test_sac_workers_explore_uniformly_until_learning_starts(tmp_path):
 
 def test_workers_refuse_learners_with_memory_and_uneven_splits(tmp_path):
     with pytest.raises(ValueError, match="keeps memory across steps"):
-        train("Nav/Darkroom-v0", "relic", worker_cfg(tmp_path / "a"))
+        train("Control/InvertedPendulum-v0", "srl", worker_cfg(tmp_path / "a"))
     with pytest.raises(ValueError, match="num_envs=3 cannot be split evenly over workers=2"):
         train("Control/Pendulum-v0", "ppo", worker_cfg(tmp_path / "b", num_envs=3))
 

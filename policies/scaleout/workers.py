@@ -24,8 +24,8 @@ recurrent and in-context policies) act in workers when they implement the memory
 :class:`~embodied.policies.base.Learner`: a worker's copy keeps its envs' memory (saved with the
 worker's state), and sends with each step its ``act_record`` (what ``observe`` needs from the act:
 for AACD's student the memory at the step, its input and the sampled action's log-probability),
-which the driver's learner takes (``take_act_record``) before observing the step. Those that do
-not (ReLIC and LSTM-Nav, whose context the driver would have to rebuild; SRL) are refused.
+which the driver's learner takes (``take_act_record``) before observing the step. AACD/AAC,
+ReLIC and LSTM-Nav implement them; those that do not (SRL) are refused.
 """
 
 from __future__ import annotations
