@@ -371,3 +371,20 @@ class SRL(SAC):
             self.prev_action = state["prev_action"].to(self.device).clone()
             # Checkpoints from before the counter existed: stored transitions are a lower bound.
             self.primitive_steps = int(state.get("primitive_steps", self.num_transitions))
+
+    # ------------------------------------------------------------------ rollout workers
+    # The driver's observe() derives everything it stores from the played primitive steps, so
+    # SRL needs no act records; a worker's copy keeps the GRU's first input per env (its memory)
+    # and learns from the rollout state when learning has started.
+    def rollout_state(self) -> dict[str, Any]:
+        return {**super().rollout_state(), "primitive_steps": self.primitive_steps}
+
+    def load_rollout_state(self, state: dict[str, Any]) -> None:
+        super().load_rollout_state(state)
+        self.primitive_steps = int(state["primitive_steps"])
+
+    def act_memory(self) -> dict[str, torch.Tensor]:
+        return {"prev_action": self.prev_action.clone()}
+
+    def load_act_memory(self, state: dict[str, torch.Tensor]) -> None:
+        self.prev_action = state["prev_action"].to(self.device).clone()

@@ -17,7 +17,9 @@ import pytest
 import torch
 
 from embodied.cli import main
+from embodied.policies import LEARNERS
 from embodied.policies.checkpoint import first_difference, load_checkpoint
+from embodied.policies.ppo import PPO
 from embodied.policies.scaleout.workers import RolloutWorker, WorkerRollout, worker_seed
 from embodied.policies.train import RunSpec, TrainCfg, build_learner, train
 
@@ -50,6 +52,32 @@ def test_serial_workers_hand_the_learner_each_workers_envs_side_by_side(tmp_path
     source.close()
 
 
+def test_srl_acts_in_workers_and_resumes_mid_round_bit_identically(tmp_path):
+    """SRL-4 through two workers: each decision plays 4 primitive steps; the workers' copies act with
+    the learned GRU once learning has started (the rollout state carries the step count) and keep
+    each env's previous action; a run stopped mid-round resumes bit-identically."""
+    overrides = {**SMALL_SAC, "J": 4, "gru_size": 16, "model_hidden_sizes": [32], "learning_starts": 256}
+    # 4 envs x 4 primitive steps = 16 per batched step; 24-step rounds are 384 primitive steps.
+    reference = load_checkpoint(train("Control/Pendulum-v0", "srl", worker_cfg(tmp_path / "a", total=1536, round_steps=24),
+                                      learner_overrides=overrides))
+    assert reference["learner"]["primitive_steps"] == 1536 and reference["learner"]["counters"]["num_updates"] > 0
+    train("Control/Pendulum-v0", "srl", worker_cfg(tmp_path / "b", total=16 * 53, round_steps=24),
+          learner_overrides=overrides)
+    assert load_checkpoint(tmp_path / "b")["workers"]["next_index"] == 5
+    resumed = load_checkpoint(train("Control/Pendulum-v0", "srl", resume=tmp_path / "b", total_steps=1536))
+    assert_same_tree(reference["learner"], resumed["learner"])
+    assert_same_tree(reference["workers"], resumed["workers"])
+    assert reference["workers"]["round"]["action"].shape[-2:] == (4, 1)  # (steps, envs, J, action)
+    # A round's workers know learning has started, so they act with the GRU, not uniformly.
+    run = RunSpec(**load_checkpoint(tmp_path / "a")["run"])
+    source = WorkerRollout(run, worker_cfg(tmp_path / "c", round_steps=24))
+    learner = build_learner("srl", source, "cpu", run.learner_cfg)
+    learner.load_state_dict(reference["learner"])
+    source.next_step(learner)
+    assert all(w.learner.primitive_steps == 1536 and w.learner.ready_to_update() for w in source.pool.workers)
+    source.close()
+
+
 @pytest.mark.parametrize("algo,overrides", [("ppo", SMALL_PPO), ("sac", SMALL_SAC)])
 def test_worker_run_stopped_mid_round_resumes_bit_identically(tmp_path, algo, overrides):
     reference = load_checkpoint(train("Control/Pendulum-v0", algo, worker_cfg(tmp_path / "a", round_steps=24),
@@ -71,9 +99,17 @@ def test_sac_workers_explore_uniformly_until_learning_starts(tmp_path):
     assert actions.min() < -1.8 and actions.max() > 1.8 and actions.abs().mean() > 0.8
 
 
-def test_workers_refuse_learners_with_memory_and_uneven_splits(tmp_path):
+class RecurrentPPO(PPO):
+    """A learner with memory across steps and none of the hooks that carry it into workers."""
+
+    def episodes_ended(self, done: torch.Tensor) -> None:
+        pass
+
+
+def test_workers_refuse_learners_with_memory_and_uneven_splits(tmp_path, monkeypatch):
+    monkeypatch.setitem(LEARNERS, "recurrent_ppo", (f"{__name__}:RecurrentPPO", "embodied.policies.ppo:PPOCfg"))
     with pytest.raises(ValueError, match="keeps memory across steps"):
-        train("Control/InvertedPendulum-v0", "srl", worker_cfg(tmp_path / "a"))
+        train("Control/Pendulum-v0", "recurrent_ppo", worker_cfg(tmp_path / "a"))
     with pytest.raises(ValueError, match="num_envs=3 cannot be split evenly over workers=2"):
         train("Control/Pendulum-v0", "ppo", worker_cfg(tmp_path / "b", num_envs=3))
 

@@ -24,8 +24,9 @@ recurrent and in-context policies) act in workers when they implement the memory
 :class:`~embodied.policies.base.Learner`: a worker's copy keeps its envs' memory (saved with the
 worker's state), and sends with each step its ``act_record`` (what ``observe`` needs from the act:
 for AACD's student the memory at the step, its input and the sampled action's log-probability),
-which the driver's learner takes (``take_act_record``) before observing the step. AACD/AAC,
-ReLIC and LSTM-Nav implement them; those that do not (SRL) are refused.
+which the driver's learner takes (``take_act_record``) before observing the step (SRL needs
+none: its ``observe`` derives all it stores from the played primitive steps). AACD/AAC, ReLIC,
+LSTM-Nav and SRL implement them; a learner with memory that does not is refused.
 """
 
 from __future__ import annotations
@@ -197,7 +198,7 @@ def check_supported(algo: str) -> None:
     """Refuse learners with memory across steps that lack the hooks to act in a worker."""
     learner_cls, _ = learner_classes(algo)
     has_memory = learner_cls.episodes_ended is not Learner.episodes_ended
-    if has_memory and learner_cls.take_act_record is Learner.take_act_record:
+    if has_memory and learner_cls.act_memory is Learner.act_memory:
         raise ValueError(f"{algo} keeps memory across steps (a recurrent or in-context policy) and does not "
                          "implement the hooks that let rollout workers carry it; train it without --workers")
 
