@@ -33,6 +33,48 @@ def run_piece(results: Path, name: str, fn: Callable[[], dict[str, Any]], force:
     return result
 
 
+def run_calls(calls: dict[Any, Callable[[], Any]], jobs: int = 1, ray_address: str = "") -> dict[Any, Any]:
+    """Run every call and return ``{key: its result, or the exception it raised}``: one failure
+    never stops the others.
+
+    ``jobs`` 1 and no ``ray_address``: one after another in this process. Otherwise each call is a
+    Ray task of one CPU (``embodied.policies.scaleout``'s Ray settings: loopback only unless a
+    cluster is named), on a private Ray instance with ``jobs`` CPUs or on the cluster at
+    ``ray_address``, whose nodes must share this checkout's results folder. Results come back to
+    this process, which writes the pieces, so a killed run resumes from the pieces on disk.
+    """
+    out: dict[Any, Any] = {}
+    if jobs <= 1 and not ray_address:
+        for key, call in calls.items():
+            try:
+                out[key] = call()
+            except Exception as err:  # noqa: BLE001 - reported by the caller with its key
+                out[key] = err
+        return out
+    from embodied.policies.scaleout.cluster import ray_session
+
+    bench_dir = str(Path(__file__).resolve().parent)  # the tasks import the bench modules by name
+    path = os.pathsep.join(p for p in (bench_dir, os.environ.get("PYTHONPATH", "")) if p)
+    with ray_session(ray_address, num_cpus=None if ray_address else jobs) as ray:
+        task = ray.remote(num_cpus=1, max_retries=0, runtime_env={"env_vars": {"PYTHONPATH": path}})(_call)
+        keys = {task.remote(call): key for key, call in calls.items()}
+        pending = list(keys)
+        while pending:
+            done, pending = ray.wait(pending, num_returns=1)
+            key = keys[done[0]]
+            try:
+                out[key] = ray.get(done[0])
+            except ray.exceptions.RayTaskError as err:
+                out[key] = err.cause if isinstance(err.cause, Exception) else err
+            except ray.exceptions.RayError as err:  # the worker process died
+                out[key] = err
+    return out
+
+
+def _call(call: Callable[[], Any]) -> Any:
+    return call()
+
+
 def machine(device: str = "cpu") -> dict[str, Any]:
     """CPU model, core count, torch threads, the load average now, and the GPU when ``device`` is CUDA."""
     import torch

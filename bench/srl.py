@@ -25,8 +25,9 @@ Budgets (primitive steps; ``--budget-scale`` multiplies them for quick checks): 
 Every (task, method, seed) is one piece, bench/results/srl/<Task>_<method>_seed<k>.json (``--results``
 moves the folder: quick checks with ``--budget-scale`` belong elsewhere), with its
 learning curve, training time and FAS curve; an interrupted piece resumes from its run folder's
-last checkpoint (bench/results/srl/runs/, which git ignores); pieces run ``--jobs`` at a time,
-each in its own process on one torch thread. The combined report, bench/results/srl.json, has
+last checkpoint (bench/results/srl/runs/, which git ignores). Pieces run one after another, or
+``--jobs`` at a time as Ray tasks of one core each (``bench/pieces.py: run_calls``), or on a Ray
+cluster with ``--ray-address HOST:PORT`` (the scale-out layer's settings: ``docs/scaleout.md``). The combined report, bench/results/srl.json, has
 ``<Task>.fas.<method>`` and ``<Task>.return.<method>`` (means over the seeds present, with
 ``..._per_seed``), ``steps_per_s.<method>`` (training primitive steps per second, the median over
 the pieces, every piece on one core) and ``cost_per_step_vs_sac1.<method>`` (sac1's rate over the
@@ -41,15 +42,14 @@ import os
 import statistics
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
-from multiprocessing import get_context
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import torch  # noqa: E402
-from pieces import code_state, learning_curve, machine, run_piece  # noqa: E402  (bench/pieces.py, next to this script)
+from pieces import code_state, learning_curve, machine, run_calls, run_piece  # noqa: E402  (bench/pieces.py, next to this script)
 
 RESULTS = Path(__file__).resolve().parent / "results"
 BUDGETS = {"InvertedPendulum": 20_000, "Reacher": 50_000, "Hopper": 150_000, "HalfCheetah": 150_000}
@@ -150,14 +150,6 @@ def _steps_done(run_dir: Path) -> int:
     return int(load_checkpoint(run_dir)["global_step"])
 
 
-def _write_piece(results: Path, task: str, method: str, seed: int, budget: int, episodes: int) -> str:
-    """Child-process entry: measure one piece and write it (atomically, through bench/pieces.py's
-    run_piece; the caller runs only missing pieces); returns a one-line summary."""
-    name = piece_path(results, task, method, seed).stem
-    piece = run_piece(results / "srl", name, lambda: measure_piece(results, task, method, seed, budget, episodes), True)
-    return f"{task} {method} seed {seed}: FAS {piece['fas']:.3f}, full-rate return {piece['return_full_rate']:.1f}"
-
-
 def report(results: Path, tasks: list[str], seeds: list[int]) -> dict[str, Any]:
     """Combine the pieces on disk (means over the seeds present)."""
     out: dict[str, Any] = {"budget": {}, "seeds": [], "steps_per_s": {}, "cost_per_step_vs_sac1": {}}
@@ -200,7 +192,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", default="1,2,3", help="comma-separated seeds")
     parser.add_argument("--episodes", type=int, default=10, help="FAS episodes per sequence length")
     parser.add_argument("--budget-scale", type=float, default=1.0, help="multiply every task's budget (quick checks)")
-    parser.add_argument("--jobs", type=int, default=1, help="pieces run at once, one process and core each")
+    parser.add_argument("--jobs", type=int, default=1, help="pieces run at once, each a Ray task on one core of a"
+                        " private Ray instance (1: one after another in this process)")
+    parser.add_argument("--ray-address", default="", help="run the pieces on this Ray cluster (HOST:PORT; its nodes"
+                        " must share the results folder)")
     parser.add_argument("--report", action="store_true", help="print the stored report and exit")
     parser.add_argument("--results", type=Path, default=RESULTS, help="results folder (pieces in <results>/srl/)")
     args = parser.parse_args(argv)
@@ -223,24 +218,17 @@ def main(argv: list[str] | None = None) -> int:
     # the planner plans with the srl8 run's model: its pieces go after every trained one
     phases = [[p for p in todo if p[1] != "planner"], [p for p in todo if p[1] == "planner"]]
     failures = []
-    with ProcessPoolExecutor(args.jobs, mp_context=get_context("spawn")) as pool:
-        for phase in phases:
-            jobs = {
-                pool.submit(
-                    _write_piece, results, t, m, s, max(1, round(BUDGETS[t] * args.budget_scale)), args.episodes
-                ): (
-                    t,
-                    m,
-                    s,
-                )
-                for t, m, s in phase
-            }
-            for job, key in jobs.items():
-                try:
-                    print(job.result(), file=sys.stderr, flush=True)
-                except Exception as err:  # one failed piece must not lose the others
-                    failures.append(f"{key}: {type(err).__name__}: {err}")
-                    print(f"{key} failed: {err}", file=sys.stderr, flush=True)
+    for phase in phases:
+        calls = {(t, m, s): partial(measure_piece, results, t, m, s, max(1, round(BUDGETS[t] * args.budget_scale)),
+                                    args.episodes) for t, m, s in phase}
+        for (t, m, s), piece in run_calls(calls, args.jobs, args.ray_address).items():
+            if isinstance(piece, Exception):  # one failed piece must not lose the others
+                failures.append(f"{(t, m, s)}: {type(piece).__name__}: {piece}")
+                print(f"{(t, m, s)} failed: {piece}", file=sys.stderr, flush=True)
+                continue
+            run_piece(results / "srl", piece_path(results, t, m, s).stem, lambda piece=piece: piece, force=True)
+            print(f"{t} {m} seed {s}: FAS {piece['fas']:.3f}, full-rate return {piece['return_full_rate']:.1f}",
+                  file=sys.stderr, flush=True)
     combined = report(results, tasks, seeds)
     combined["budget_scale"] = args.budget_scale
     report_path.write_text(json.dumps(combined, indent=2))

@@ -3,6 +3,7 @@
     .venv/bin/python bench/tactile_learning.py                        # run the missing pieces, write the JSON
     .venv/bin/python bench/tactile_learning.py --methods teacher --seeds 1
     .venv/bin/python bench/tactile_learning.py --report               # print bench/results/tactile_learning.json
+    .venv/bin/python bench/tactile_learning.py --jobs 16              # pieces as Ray tasks, one core each
 
 Methods, on ``Tactile/PegInsert-v0`` (round peg, the task's default randomisation):
 
@@ -43,13 +44,14 @@ import platform
 import shutil
 import sys
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import torch  # noqa: E402
-from pieces import learning_curve  # noqa: E402  (bench/pieces.py, next to this script)
+from pieces import learning_curve, run_calls  # noqa: E402  (bench/pieces.py, next to this script)
 
 from embodied.policies.train import TrainCfg, evaluate, load_policy, train  # noqa: E402
 from embodied.sim2real.image_augment import full_augmentation  # noqa: E402
@@ -195,6 +197,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--force", action="store_true", help="re-run pieces that exist")
     parser.add_argument("--report", action="store_true", help="print the combined report and exit")
+    parser.add_argument("--jobs", type=int, default=1, help="pieces run at once, each a Ray task on one core of a"
+                        " private Ray instance (1: one after another in this process)")
+    parser.add_argument("--ray-address", default="", help="run the pieces on this Ray cluster (HOST:PORT; its nodes"
+                        " must share the results folder)")
     parser.add_argument("--results", type=Path, default=ROOT / "results", help="results folder (pieces in"
                         " <results>/tactile_learning/)")
     args = parser.parse_args(argv)
@@ -205,25 +211,33 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown methods {unknown}; choose from {METHODS}")
     torch.set_num_threads(1)
+    failures = []
     if not args.report:
         PIECES.mkdir(parents=True, exist_ok=True)
-        for seed in args.seeds:
-            for method in methods:
-                path = piece_path(method, seed)
-                if path.exists() and not args.force:
+        todo = [(m, seed) for seed in args.seeds for m in methods if args.force or not piece_path(m, seed).exists()]
+        for m, seed in todo if args.force else []:
+            shutil.rmtree(RUNS / f"{m}_seed{seed}", ignore_errors=True)
+        # AACD's students start from their seed's teacher: teachers (and AAC) first.
+        phases = [[p for p in todo if not p[0].startswith("aacd_")], [p for p in todo if p[0].startswith("aacd_")]]
+        for phase in phases:
+            calls = {(m, seed): partial(run_piece, m, seed, args) for m, seed in phase}
+            for (m, seed), piece in run_calls(calls, args.jobs, args.ray_address).items():
+                if isinstance(piece, Exception):  # one failed piece must not lose the others
+                    failures.append(f"{m} seed {seed}: {type(piece).__name__}: {piece}")
+                    print(failures[-1], file=sys.stderr, flush=True)
                     continue
-                if args.force:
-                    shutil.rmtree(RUNS / f"{method}_seed{seed}", ignore_errors=True)
-                piece = run_piece(method, seed, args)
-                path.write_text(json.dumps(piece, indent=2))
-                print(
-                    f"{method} seed {seed}: success {piece['success']} (held-out {piece['success_heldout']})",
-                    file=sys.stderr,
-                )
+                tmp = piece_path(m, seed).with_suffix(".tmp")
+                tmp.write_text(json.dumps(piece, indent=2))
+                tmp.replace(piece_path(m, seed))
+                print(f"{m} seed {seed}: success {piece['success']} (held-out {piece['success_heldout']})",
+                      file=sys.stderr, flush=True)
         REPORT.write_text(json.dumps(report(args), indent=2))
     elif not REPORT.exists():
         REPORT.write_text(json.dumps(report(args), indent=2))
     print(REPORT.read_text() if args.report else json.dumps(report(args), indent=2))
+    if failures:
+        print("failed pieces:\n" + "\n".join(failures), file=sys.stderr)
+        return 1
     return 0
 
 
