@@ -110,6 +110,38 @@ else:
         for key in ("learner", "workers", "rng"):
             assert_same_tree(actors_run[key], serial_run[key])
 
+    @pytest.mark.parametrize("algo", ["relic", "aac"])
+    def test_learners_with_memory_on_ray_actors_equal_serial_workers(cluster, tmp_path, algo):
+        """Act records and each worker's memory (a trial context, an LSTM state) through Ray."""
+        if algo == "relic":
+            task, tasks, overrides = "Nav/Darkroom-v0", {"trial_episodes": 2}, {"update_every": 30, "max_context": 128,
+                                                                                "hidden": 32}
+        else:
+            task, tasks = "Tactile/PegInsert-v0", {"obs_terms": ["proprio", "force_field", "privileged"]}
+            overrides = {"tactile_input": "force_field", "num_steps": 16, "sequence_minibatches": 2, "rnn_size": 16,
+                         "conv_channels": [4], "conv_kernels": [3], "conv_strides": [1], "num_keypoints": 4,
+                         "head_sizes": [16], "hidden_sizes": [16, 16]}
+        runs = {}
+        for mode in ("serial", "ray"):
+            cfg = TrainCfg(total_steps=4 * 64, num_envs=4, seed=7, run_dir=str(tmp_path / mode), checkpoint_every=0,
+                           eval_episodes=0, progress=False, tensorboard=False, workers=2, worker_mode=mode,
+                           ray_address=ADDRESS)
+            runs[mode] = load_checkpoint(train(task, algo, cfg, tasks, overrides))
+        for key in ("learner", "workers", "rng"):
+            assert_same_tree(runs["ray"][key], runs["serial"][key])
+
+    def test_bench_pieces_run_as_ray_tasks_and_a_failing_one_is_reported(cluster):
+        import functools
+        import math
+
+        sys.path.insert(0, str(HERE.parent.parent / "bench"))
+        from pieces import machine, run_calls
+
+        calls = {"root": functools.partial(math.sqrt, 4.0), "bad": functools.partial(math.sqrt, -1.0),
+                 "machine": machine}  # a bench module function: the tasks import bench/ by name
+        out = run_calls(calls, ray_address=ADDRESS)
+        assert out["root"] == 2.0 and isinstance(out["bad"], ValueError) and "cpus" in out["machine"]
+
     def _kill_first_worker_mid_round(killed: list[int], deadline_s: float = 60) -> None:
         """SIGKILL the first rollout actor seen inside ``run_round`` (Ray titles its process so)."""
         end = time.monotonic() + deadline_s
