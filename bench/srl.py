@@ -51,6 +51,8 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import torch  # noqa: E402
 from pieces import code_state, learning_curve, machine, run_calls, run_piece  # noqa: E402  (bench/pieces.py, next to this script)
 
+from embodied.config import parse_overrides  # noqa: E402
+
 RESULTS = Path(__file__).resolve().parent / "results"
 BUDGETS = {"InvertedPendulum": 20_000, "Reacher": 50_000, "Hopper": 150_000, "HalfCheetah": 150_000}
 DEFAULT_TASKS = ("InvertedPendulum", "Reacher", "Hopper")
@@ -74,7 +76,7 @@ SAC_WARMUP_STEPS = 5000
 """Primitive steps of uniform random actions before SAC learns (its default ``learning_starts``)."""
 
 
-def method_setup(method: str) -> tuple[str, dict[str, Any], dict[str, Any]]:
+def method_setup(method: str, srl_overrides: dict[str, Any] | None = None) -> tuple[str, dict[str, Any], dict[str, Any]]:
     """(algo, learner overrides, adapters) of a trained method.
 
     Every method explores with uniform random actions for the same ``SAC_WARMUP_STEPS`` primitive
@@ -87,10 +89,13 @@ def method_setup(method: str) -> tuple[str, dict[str, Any], dict[str, Any]]:
         if j == 1:
             return "sac", {}, {}
         return "sac", {"learning_starts": SAC_WARMUP_STEPS // j}, {"rate": {"steps": j}}
-    return "srl", {"J": j, "learning_starts": SAC_WARMUP_STEPS}, {}  # SRL asks the loop for its own rate adapter
+    # SRL asks the loop for its own rate adapter
+    return "srl", {"J": j, "learning_starts": SAC_WARMUP_STEPS, **(srl_overrides or {})}, {}
 
 
-def measure_piece(results: Path, task: str, method: str, seed: int, budget: int, episodes: int) -> dict[str, Any]:
+def measure_piece(
+    results: Path, task: str, method: str, seed: int, budget: int, episodes: int, srl_overrides: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """Train (or resume) one method on one task and seed, score it by FAS; the piece's JSON object."""
     from embodied.policies.fas import FAS_LENGTHS, fas_evaluate
     from embodied.policies.srl_planner import planner_from_checkpoint
@@ -106,7 +111,7 @@ def measure_piece(results: Path, task: str, method: str, seed: int, budget: int,
         policy: Any = planner_from_checkpoint(source)
         out["planner_of"] = PLANNER_FROM
     else:
-        algo, overrides, adapters = method_setup(method)
+        algo, overrides, adapters = method_setup(method, srl_overrides)
         run_dir = run_dir_of(results, task, method, seed)
         resume = run_dir if (run_dir / "checkpoint.pt").exists() else None
         cfg = TrainCfg(total_steps=budget, seed=seed, run_dir=str(run_dir), eval_episodes=0, progress=False)
@@ -197,6 +202,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ray-address", default="", help="run the pieces on this Ray cluster (HOST:PORT; its nodes"
                         " must share the results folder)")
     parser.add_argument("--report", action="store_true", help="print the stored report and exit")
+    parser.add_argument("--srl", action="append", default=[], metavar="KEY=VALUE",
+                        help="an SRL setting for the srl methods (e.g. actor_every=0); use with --results")
     parser.add_argument("--results", type=Path, default=RESULTS, help="results folder (pieces in <results>/srl/)")
     args = parser.parse_args(argv)
     tasks = [t for t in args.tasks.split(",") if t]
@@ -209,6 +216,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.jobs < 1 or args.episodes < 1 or args.budget_scale <= 0:
         parser.error("--jobs and --episodes must be >= 1 and --budget-scale > 0")
     results, report_path = args.results, args.results / "srl.json"
+    srl_overrides = parse_overrides(args.srl)  # strings: the learner's config parses them as on the command line
     if args.report:
         print(report_path.read_text() if report_path.exists() else json.dumps(report(results, tasks, seeds), indent=2))
         return 0
@@ -220,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
     failures = []
     for phase in phases:
         calls = {(t, m, s): partial(measure_piece, results, t, m, s, max(1, round(BUDGETS[t] * args.budget_scale)),
-                                    args.episodes) for t, m, s in phase}
+                                    args.episodes, srl_overrides) for t, m, s in phase}
         for (t, m, s), piece in run_calls(calls, args.jobs, args.ray_address).items():
             if isinstance(piece, Exception):  # one failed piece must not lose the others
                 failures.append(f"{(t, m, s)}: {type(piece).__name__}: {piece}")

@@ -160,7 +160,7 @@ def test_episode_ends_reset_the_previous_action_outside_training_too():
 
 def test_actor_every_amortises_the_temporal_recall_step():
     counts = {}
-    for every in (1, 4):
+    for every in (1, 4, 0):  # 0: once per decision, J = 4
         env, learner = make_srl(4, num_envs=2, learning_starts=8, batch_size=8, actor_every=every)
         calls = {"n": 0}
         original = learner._temporal_recall_loss
@@ -178,9 +178,9 @@ def test_actor_every_amortises_the_temporal_recall_step():
             if learner.ready_to_update():
                 learner.update()
         counts[every] = calls["n"]
-    assert counts[1] == 4 * counts[4] > 0
+    assert counts[1] == 4 * counts[4] > 0 and counts[0] == counts[4]
     with pytest.raises(ValueError, match="actor_every"):
-        make_srl(4, actor_every=0)
+        make_srl(4, actor_every=-1)
 
 
 _GROWTH_PROBE = """
