@@ -81,8 +81,11 @@ def topic_spaces(cfg: BridgeCfg, space: gymnasium.Space) -> dict[str, gymnasium.
         name = key or "the observation"
         if -1 in got and len(got) > 1:
             raise ValueError(f"{name} is given whole and in slices, or twice")
-        if -1 not in got and sorted(got) != list(range(entry_space(space, _key_only(key)).shape[0])):
-            raise ValueError(f"{name} has {entry_space(space, _key_only(key)).shape[0]} slices, but topics for {sorted(got)}")
+        if -1 in got:
+            continue
+        slices = entry_space(space, TopicCfg(topic=f"/{key}", key=key)).shape[0]
+        if sorted(got) != list(range(slices)):
+            raise ValueError(f"{name} has {slices} slices, but topics for {sorted(got)}")
     entries = set(space.spaces) if isinstance(space, gymnasium.spaces.Dict) else {""}
     if unknown := set(cfg.unobserved) - entries:
         raise ValueError(f"unobserved entries {sorted(unknown)} are not observation entries {sorted(entries)}")
@@ -92,10 +95,6 @@ def topic_spaces(cfg: BridgeCfg, space: gymnasium.Space) -> dict[str, gymnasium.
         raise ValueError(f"observation entries {sorted(missing)} have no topic in the bridge config"
                          " (list an entry the robot cannot sense under unobserved)")
     return boxes
-
-
-def _key_only(key: str) -> TopicCfg:
-    return TopicCfg(topic=f"/{key}", key=key)
 
 
 def split_observation(cfg: BridgeCfg, obs: Any) -> dict[str, np.ndarray]:
