@@ -25,17 +25,23 @@ def run_piece(results: Path, name: str, fn: Callable[[], dict[str, Any]], force:
     if path.exists() and not force:
         return json.loads(path.read_text())
     result = fn()
+    _write_piece(results, name, result)
+    return result
+
+
+def _write_piece(results: Path, name: str, result: dict[str, Any]) -> None:
+    path = results / f"{name}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(result, indent=2))
     tmp.replace(path)
     print(f"# {name}: {json.dumps(result)}", file=sys.stderr, flush=True)
-    return result
 
 
-def run_calls(calls: dict[Any, Callable[[], Any]], jobs: int = 1, ray_address: str = "") -> dict[Any, Any]:
-    """Run every call and return ``{key: its result, or the exception it raised}``: one failure
-    never stops the others.
+def run_pieces(results: Path, calls: dict[str, Callable[[], dict[str, Any]]], jobs: int = 1,
+               ray_address: str = "") -> list[str]:
+    """Measure every piece ``results/<name>.json`` of ``calls`` and write each as soon as it is
+    done; returns one line per piece that raised (one failure never stops the others).
 
     ``jobs`` 1 and no ``ray_address``: one after another in this process. Otherwise each call is a
     Ray task of one CPU (``embodied.policies.scaleout``'s Ray settings: loopback only unless a
@@ -43,32 +49,41 @@ def run_calls(calls: dict[Any, Callable[[], Any]], jobs: int = 1, ray_address: s
     ``ray_address``, whose nodes must share this checkout's results folder. Results come back to
     this process, which writes the pieces, so a killed run resumes from the pieces on disk.
     """
-    out: dict[Any, Any] = {}
+    failures: list[str] = []
+
+    def keep(name: str, result: Any) -> None:
+        if isinstance(result, BaseException):
+            failures.append(f"{name}: {type(result).__name__}: {result}")
+            print(f"# {failures[-1]}", file=sys.stderr, flush=True)
+        else:
+            _write_piece(results, name, result)
+
     if jobs <= 1 and not ray_address:
-        for key, call in calls.items():
+        for name, call in calls.items():
             try:
-                out[key] = call()
-            except Exception as err:  # noqa: BLE001 - reported by the caller with its key
-                out[key] = err
-        return out
+                result = call()
+            except Exception as err:  # noqa: BLE001 - reported with the piece's name
+                result = err
+            keep(name, result)
+        return failures
     from embodied.policies.scaleout.cluster import ray_session
 
     bench_dir = str(Path(__file__).resolve().parent)  # the tasks import the bench modules by name
     path = os.pathsep.join(p for p in (bench_dir, os.environ.get("PYTHONPATH", "")) if p)
     with ray_session(ray_address, num_cpus=None if ray_address else jobs) as ray:
         task = ray.remote(num_cpus=1, max_retries=0, runtime_env={"env_vars": {"PYTHONPATH": path}})(_call)
-        keys = {task.remote(call): key for key, call in calls.items()}
-        pending = list(keys)
+        names = {task.remote(call): name for name, call in calls.items()}
+        pending = list(names)
         while pending:
             done, pending = ray.wait(pending, num_returns=1)
-            key = keys[done[0]]
             try:
-                out[key] = ray.get(done[0])
+                result = ray.get(done[0])
             except ray.exceptions.RayTaskError as err:
-                out[key] = err.cause if isinstance(err.cause, Exception) else err
+                result = err.cause if isinstance(err.cause, Exception) else err
             except ray.exceptions.RayError as err:  # the worker process died
-                out[key] = err
-    return out
+                result = err
+            keep(names[done[0]], result)
+    return failures
 
 
 def _call(call: Callable[[], Any]) -> Any:

@@ -26,7 +26,7 @@ Every (task, method, seed) is one piece, bench/results/srl/<Task>_<method>_seed<
 moves the folder: quick checks with ``--budget-scale`` belong elsewhere), with its
 learning curve, training time and FAS curve; an interrupted piece resumes from its run folder's
 last checkpoint (bench/results/srl/runs/, which git ignores). Pieces run one after another, or
-``--jobs`` at a time as Ray tasks of one core each (``bench/pieces.py: run_calls``), or on a Ray
+``--jobs`` at a time as Ray tasks of one core each (``bench/pieces.py: run_pieces``), or on a Ray
 cluster with ``--ray-address HOST:PORT`` (the scale-out layer's settings: ``docs/scaleout.md``). The combined report, bench/results/srl.json, has
 ``<Task>.fas.<method>`` and ``<Task>.return.<method>`` (means over the seeds present, with
 ``..._per_seed``), ``steps_per_s.<method>`` (training primitive steps per second, the median over
@@ -49,7 +49,7 @@ from typing import Any
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import torch  # noqa: E402
-from pieces import code_state, learning_curve, machine, run_calls, run_piece  # noqa: E402  (bench/pieces.py, next to this script)
+from pieces import code_state, learning_curve, machine, run_pieces  # noqa: E402  (bench/pieces.py, next to this script)
 
 from embodied.config import parse_overrides  # noqa: E402
 
@@ -227,16 +227,10 @@ def main(argv: list[str] | None = None) -> int:
     phases = [[p for p in todo if p[1] != "planner"], [p for p in todo if p[1] == "planner"]]
     failures = []
     for phase in phases:
-        calls = {(t, m, s): partial(measure_piece, results, t, m, s, max(1, round(BUDGETS[t] * args.budget_scale)),
-                                    args.episodes, srl_overrides) for t, m, s in phase}
-        for (t, m, s), piece in run_calls(calls, args.jobs, args.ray_address).items():
-            if isinstance(piece, Exception):  # one failed piece must not lose the others
-                failures.append(f"{(t, m, s)}: {type(piece).__name__}: {piece}")
-                print(f"{(t, m, s)} failed: {piece}", file=sys.stderr, flush=True)
-                continue
-            run_piece(results / "srl", piece_path(results, t, m, s).stem, lambda piece=piece: piece, force=True)
-            print(f"{t} {m} seed {s}: FAS {piece['fas']:.3f}, full-rate return {piece['return_full_rate']:.1f}",
-                  file=sys.stderr, flush=True)
+        calls = {piece_path(results, t, m, s).stem: partial(measure_piece, results, t, m, s,
+                                                             max(1, round(BUDGETS[t] * args.budget_scale)),
+                                                             args.episodes, srl_overrides) for t, m, s in phase}
+        failures += run_pieces(results / "srl", calls, args.jobs, args.ray_address)
     combined = report(results, tasks, seeds)
     combined["budget_scale"] = args.budget_scale
     report_path.write_text(json.dumps(combined, indent=2))

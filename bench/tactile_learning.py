@@ -51,7 +51,7 @@ from typing import Any
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import torch  # noqa: E402
-from pieces import learning_curve, run_calls, run_piece  # noqa: E402  (bench/pieces.py, next to this script)
+from pieces import learning_curve, run_pieces  # noqa: E402  (bench/pieces.py, next to this script)
 
 from embodied.policies.train import TrainCfg, evaluate, load_policy, train  # noqa: E402
 from embodied.sim2real.image_augment import full_augmentation  # noqa: E402
@@ -220,15 +220,8 @@ def main(argv: list[str] | None = None) -> int:
         # AACD's students start from their seed's teacher: teachers (and AAC) first.
         phases = [[p for p in todo if not p[0].startswith("aacd_")], [p for p in todo if p[0].startswith("aacd_")]]
         for phase in phases:
-            calls = {(m, seed): partial(measure_piece, m, seed, args) for m, seed in phase}
-            for (m, seed), piece in run_calls(calls, args.jobs, args.ray_address).items():
-                if isinstance(piece, Exception):  # one failed piece must not lose the others
-                    failures.append(f"{m} seed {seed}: {type(piece).__name__}: {piece}")
-                    print(failures[-1], file=sys.stderr, flush=True)
-                    continue
-                run_piece(PIECES, piece_path(m, seed).stem, lambda piece=piece: piece, force=True)
-                print(f"{m} seed {seed}: success {piece['success']} (held-out {piece['success_heldout']})",
-                      file=sys.stderr, flush=True)
+            calls = {f"{m}_seed{seed}": partial(measure_piece, m, seed, args) for m, seed in phase}
+            failures += run_pieces(PIECES, calls, args.jobs, args.ray_address)
         REPORT.write_text(json.dumps(report(args), indent=2))
     elif not REPORT.exists():
         REPORT.write_text(json.dumps(report(args), indent=2))

@@ -130,17 +130,19 @@ else:
         for key in ("learner", "workers", "rng"):
             assert_same_tree(runs["ray"][key], runs["serial"][key])
 
-    def test_bench_pieces_run_as_ray_tasks_and_a_failing_one_is_reported(cluster):
+    def test_bench_pieces_run_as_ray_tasks_and_a_failing_one_is_reported(cluster, tmp_path):
         import functools
         import math
 
         sys.path.insert(0, str(HERE.parent.parent / "bench"))
-        from pieces import machine, run_calls
+        from pieces import machine, run_pieces
 
-        calls = {"root": functools.partial(math.sqrt, 4.0), "bad": functools.partial(math.sqrt, -1.0),
+        calls = {"root": lambda: {"root": math.sqrt(4.0)}, "bad": functools.partial(math.sqrt, -1.0),
                  "machine": machine}  # a bench module function: the tasks import bench/ by name
-        out = run_calls(calls, ray_address=ADDRESS)
-        assert out["root"] == 2.0 and isinstance(out["bad"], ValueError) and "cpus" in out["machine"]
+        failures = run_pieces(tmp_path, calls, ray_address=ADDRESS)
+        assert json.loads((tmp_path / "root.json").read_text()) == {"root": 2.0}
+        assert "cpus" in json.loads((tmp_path / "machine.json").read_text())
+        assert not (tmp_path / "bad.json").exists() and len(failures) == 1 and failures[0].startswith("bad: ValueError")
 
     def _kill_first_worker_mid_round(killed: list[int], deadline_s: float = 60) -> None:
         """SIGKILL the first rollout actor seen inside ``run_round`` (Ray titles its process so)."""
