@@ -413,21 +413,16 @@ class AACD(PPO):
         self.reset_pending.zero_()
         sample = torch.addcmul(mean, std, torch.randn_like(mean))
         env_action = self._to_env(sample)
-        self._record = {"memory": memory_before, "proprio": proprio, "sample": sample,
-                        "log_prob": GaussianActor.log_prob(mean, std, sample)}
-        privileged = self._normalize_obs(obs)
-        value = self.value_net(privileged)
-        self._last = (
-            env_action,
-            privileged,
-            sample,
-            GaussianActor.log_prob(mean, std, sample),
-            value,
-            tactile,
-            proprio,
-            starts,
-        )
+        log_prob = GaussianActor.log_prob(mean, std, sample)
+        self._record = {"memory": memory_before, "proprio": proprio, "sample": sample, "log_prob": log_prob}
+        self._keep_for_observe(obs, env_action, sample, log_prob, tactile, proprio, starts)
         return env_action
+
+    def _keep_for_observe(self, obs: Any, env_action: torch.Tensor, sample: torch.Tensor, log_prob: torch.Tensor,
+                          tactile: torch.Tensor, proprio: torch.Tensor, starts: torch.Tensor) -> None:
+        """What stage 2's ``observe`` stores of the step just acted (the value is this learner's)."""
+        privileged = self._normalize_obs(obs)
+        self._last = (env_action, privileged, sample, log_prob, self.value_net(privileged), tactile, proprio, starts)
 
     # ------------------------------------------------------------------ rollout workers
     def rollout_state(self) -> dict[str, Any]:
@@ -464,9 +459,8 @@ class AACD(PPO):
             self._sequences()["memory0"].copy_(record["memory"].to(dev))
         starts = self.reset_pending.clone()
         self.reset_pending.zero_()
-        privileged = self._normalize_obs(obs)
-        self._last = (action, privileged, record["sample"].to(dev), record["log_prob"].to(dev),
-                      self.value_net(privileged), self._tactile(obs), record["proprio"].to(dev), starts)
+        self._keep_for_observe(obs, action, record["sample"].to(dev), record["log_prob"].to(dev), self._tactile(obs),
+                               record["proprio"].to(dev), starts)
 
     def episodes_ended(self, done: torch.Tensor) -> None:
         """Clear the student's memory of envs whose episode ended (training: at the next ``act``)."""

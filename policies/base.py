@@ -125,7 +125,7 @@ class Learner(ABC):
         self.load_policy_state_dict(state)
 
     # Learners with memory across steps (a recurrent student, an in-context transformer) act in
-    # rollout workers through the three hooks below; memoryless learners need none of them.
+    # rollout workers through the two pairs of hooks below; memoryless learners need none of them.
     def act_memory(self) -> dict[str, torch.Tensor]:
         """The per-env memory ``act`` carries from step to step, saved with a rollout worker's
         envs (so a replaced or resumed worker continues exactly); {} for memoryless learners."""

@@ -209,10 +209,7 @@ class ReLIC(PPO):
         """Actions (num_envs, A): +1 at the sampled (or most likely) entry, -1 elsewhere."""
         obs = obs.to(self.device, torch.float32)
         ctx = self._context(obs.shape[0], deterministic)
-        if ctx.p == ctx.capacity:
-            self._make_room(ctx)
-        flag = self.cfg.trial_flag_index
-        new_trial = obs[:, flag] > 0.5 if flag is not None else ctx.boundary.clone()
+        new_trial = self._begin_step(ctx, obs)
         features = self._obs_features(obs)
         ctx.push(features, new_trial)
         logits, values = self._core_step(ctx)
@@ -256,16 +253,19 @@ class ReLIC(PPO):
     @torch.no_grad()
     def take_act_record(self, obs: Any, action: torch.Tensor, record: dict[str, torch.Tensor]) -> None:
         ctx = self._context(action.shape[0], deterministic=False)
-        if ctx.p == ctx.capacity:
-            self._make_room(ctx)
-        flag = self.cfg.trial_flag_index
-        obs = obs.to(self.device, torch.float32)
-        new_trial = obs[:, flag] > 0.5 if flag is not None else ctx.boundary.clone()
+        new_trial = self._begin_step(ctx, obs.to(self.device, torch.float32))
         ctx.push(record["features"].to(self.device), new_trial)
         index = record["action"].to(self.device)
         ctx.record_action(index, record["logprob"].to(self.device), record["value"].to(self.device))
         self._core_filled = False  # the core has not seen these steps: fill before the update
         self._last = (action, index)
+
+    def _begin_step(self, ctx: Context, obs: torch.Tensor) -> torch.Tensor:
+        """Room for the next step in ``ctx``, and which envs (B,) begin a new trial with it."""
+        if ctx.p == ctx.capacity:
+            self._make_room(ctx)
+        flag = self.cfg.trial_flag_index
+        return obs[:, flag] > 0.5 if flag is not None else ctx.boundary.clone()
 
     def _obs_features(self, obs: torch.Tensor) -> torch.Tensor:
         return self.obs_rms.normalize(obs, self.cfg.clip_obs) if self.cfg.norm_obs else obs
