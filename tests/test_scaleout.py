@@ -7,12 +7,14 @@ RLlib) are in test_scaleout_cluster.py.
 from __future__ import annotations
 
 import os
+import pickle
 import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -20,8 +22,17 @@ from embodied.cli import main
 from embodied.policies import LEARNERS
 from embodied.policies.checkpoint import first_difference, load_checkpoint
 from embodied.policies.ppo import PPO
-from embodied.policies.scaleout.workers import RolloutWorker, WorkerRollout, worker_seed
-from embodied.policies.train import RunSpec, TrainCfg, build_learner, train
+from embodied.policies.scaleout.workers import (
+    RolloutWorker,
+    WireArray,
+    WorkerRollout,
+    drop_repeated_final_obs,
+    from_wire,
+    restore_final_obs,
+    to_wire,
+    worker_seed,
+)
+from embodied.policies.train import RunSpec, Step, TrainCfg, build_env, build_learner, train
 
 SMALL_PPO = {"num_steps": 32, "num_minibatches": 4, "update_epochs": 2, "hidden_sizes": [32, 32]}
 SMALL_SAC = {"hidden_sizes": [32, 32], "batch_size": 32, "learning_starts": 200}
@@ -44,12 +55,69 @@ def test_serial_workers_hand_the_learner_each_workers_envs_side_by_side(tmp_path
     learner = build_learner("ppo", source, "cpu", run.learner_cfg)
     steps = [source.next_step(learner) for _ in range(8)]
     # Worker i plays envs [2i, 2i + 2): the same as a lone worker with its seed and the same policy.
-    lone = RolloutWorker(run, 2, worker_seed(5, 1)).run_round(learner.rollout_state(), 8)["steps"]
+    sent = RolloutWorker(run, 2, worker_seed(5, 1)).run_round(learner.rollout_state(), 8)
+    lone = restore_final_obs(sent["steps"], sent["state"]["obs"])
     for t, step in enumerate(steps):
         assert step.obs.shape == (4, 3) and step.reward.shape == (4,)
         assert torch.equal(step.obs[2:], lone.obs[t]) and torch.equal(step.action[2:], lone.action[t])
         assert torch.equal(step.info["final_obs"][2:], lone.info["final_obs"][t])
     source.close()
+
+
+def test_a_round_sends_final_obs_only_where_episodes_ended():
+    """final_obs repeats the next observation except at episode ends: a worker sends those rows
+    only and the driver rebuilds the rest, bit for bit (nested observations too)."""
+    env = build_env("Control/Hopper-v0", 4, "cpu", 3)  # a random Hopper falls within tens of steps
+    obs, _ = env.reset(seed=3)
+    torch.manual_seed(3)
+    steps = []
+    for _ in range(60):
+        action = torch.rand(4, 3) * 2 - 1
+        next_obs, reward, terminated, truncated, info = env.step(action)
+        nest = lambda o: {"joints": o, "scaled": {"twice": 2 * o}}  # noqa: E731  (a dict observation space)
+        steps.append(Step(nest(obs), action, reward, terminated, truncated, {**info, "final_obs": nest(info["final_obs"])}))
+        obs = next_obs
+    stacked = Step(*(_stack_tree(list(field)) for field in zip(*steps, strict=True)))
+    end_obs = {"joints": obs, "scaled": {"twice": 2 * obs}}
+    done = stacked.terminated | stacked.truncated
+    assert 0 < int(done.sum()) < done.numel()
+
+    sent = drop_repeated_final_obs(stacked, end_obs)
+    assert "final_obs" not in sent.info
+    assert sent.info["final_obs_at_done"]["joints"].shape == (int(done.sum()), 11)
+    assert_same_tree(stacked._asdict(), restore_final_obs(sent, end_obs)._asdict())
+
+    # A final_obs that is not the next observation where no episode ended is sent whole.
+    odd = stacked._replace(info={**stacked.info, "final_obs": {"joints": stacked.info["final_obs"]["joints"] + 1,
+                                                                "scaled": stacked.info["final_obs"]["scaled"]}})
+    assert drop_repeated_final_obs(odd, end_obs) is odd
+    env.close()
+
+
+def test_tensors_cross_ray_as_numpy_arrays_and_come_back_the_same():
+    """What a round and a policy carry: nested dicts, an nn.Module state dict (its version
+    metadata kept), a Step, lists; a bfloat16 tensor (NumPy has no such dtype) stays a tensor."""
+    module_state = torch.nn.Linear(3, 2).state_dict()
+    tree = {"policy": module_state, "step": Step(torch.ones(2, 3), torch.zeros(2), torch.ones(2), torch.zeros(2, dtype=torch.bool),
+                                                 torch.ones(2, dtype=torch.bool), {"terms": [torch.arange(4), 7]}),
+            "half": torch.ones(2, dtype=torch.bfloat16), "count": 3}
+    wire = pickle.loads(pickle.dumps(to_wire(tree)))
+    assert isinstance(wire["policy"]["weight"], WireArray) and isinstance(wire["half"], torch.Tensor)
+    back = from_wire(wire)
+    assert_same_tree(tree, back)
+    assert isinstance(back["step"], Step) and back["policy"]._metadata == module_state._metadata
+    # Ray hands large arrays out read-only (its shared memory): the learner gets a writable copy.
+    frozen = np.zeros(3, np.float32)
+    frozen.flags.writeable = False
+    tensor = from_wire(WireArray(frozen))
+    tensor += 1
+    assert frozen.sum() == 0
+
+
+def _stack_tree(trees):
+    if isinstance(trees[0], dict):
+        return {k: _stack_tree([t[k] for t in trees]) for k in trees[0]}
+    return torch.stack(trees)
 
 
 def test_srl_acts_in_workers_and_resumes_mid_round_bit_identically(tmp_path):

@@ -153,7 +153,7 @@ else:
                     title = (proc / "cmdline").read_bytes().decode(errors="replace")
                 except OSError:
                     continue
-                if title.startswith("ray::RolloutWorker.run_round"):
+                if title.startswith("ray::") and "RolloutWorker.run_round" in title:
                     os.kill(int(proc.name), signal.SIGKILL)
                     killed.append(int(proc.name))
                     return
