@@ -10,6 +10,13 @@ Pieces (bench/results/scaleout/<piece>.json, each measured once unless ``--force
   envs in this process against ``n`` Ray actors sharing the same envs. ``overhead_frac`` is the
   part of a round's wall time not spent inside the slowest worker (Ray's round trip, weights
   out, rollouts back, joining them); the first round (actor start-up) is not timed.
+* ``weak_scaling<n>`` (n > 1): collection with ``--envs`` envs *per worker* (``n`` x ``--envs`` in
+  all), so each added worker brings its own batch and core: ``scaling_efficiency`` = the rate
+  with ``n`` workers / (``n`` x the rate with one) says what an added dedicated core is worth.
+  Beside it, the machine's own ceiling with no Ray (``plain_processes_efficiency``): ``n`` OS
+  processes each playing the same rounds with a serial worker, started together, against one.
+  Cores that share caches, memory bandwidth or a VM host's time score below 1 there, and Ray
+  cannot do better. The four are measured in turn ``--repeats`` times; medians.
 * ``train_serial``, ``train_workers<n>``: the whole training loop (PPO, an update per round):
   env steps and learner updates per second.
 * ``sweep``, ``sweep_serial``: ``--trials`` small SAC runs on Control/Pendulum-v0 as an
@@ -18,9 +25,10 @@ Pieces (bench/results/scaleout/<piece>.json, each measured once unless ``--force
 All Ray pieces share one private Ray instance on 127.0.0.1 with ``--cpus`` CPUs. The combined
 report, bench/results/scaleout/scaleout.json, has ``serial.env_steps_per_s``,
 ``workers.<n>.{env_steps_per_s, overhead_frac, round_overhead_ms, train_env_steps_per_s,
-learner_updates_per_s, load_avg_1min}``, ``serial.learner_updates_per_s`` and ``sweep.{trials_per_hour,
-serial_trials_per_hour}``. On a shared 2-core machine only 1 and 2 workers mean anything:
-scaling has to be judged on dedicated cores.
+learner_updates_per_s, load_avg_1min}``, ``workers.<n>.weak_scaling.{envs, env_steps_per_s,
+scaling_efficiency, plain_processes_efficiency, repeats}`` (n > 1), ``serial.learner_updates_per_s`` and ``sweep.{trials_per_hour,
+serial_trials_per_hour}``. Scaling needs a core per worker: on a 2-core machine only 1 and 2
+workers mean anything (the driver waits while they play).
 """
 
 from __future__ import annotations
@@ -85,6 +93,63 @@ def measure_collection(workers: int, envs: int, round_steps: int, rounds: int) -
     return out | {"machine": machine(), "code": code_state(*SOURCES)}
 
 
+def measure_weak_scaling(workers: int, envs: int, round_steps: int, rounds: int, repeats: int) -> dict[str, Any]:
+    """Weak scaling, ``envs`` per worker: ``workers`` Ray workers against one, and as many plain
+    processes against one, measured in turn ``repeats`` times (a shared machine's speed drifts
+    by tens of percent within minutes, so each efficiency is taken within one repeat); medians."""
+    import statistics
+
+    rows = []
+    for _ in range(repeats):
+        one = measure_collection(1, envs, round_steps, rounds)["env_steps_per_s"]
+        many = measure_collection(workers, workers * envs, round_steps, rounds)["env_steps_per_s"]
+        plain_one = measure_plain_processes(1, envs, round_steps, rounds)["env_steps_per_s"]
+        plain_many = measure_plain_processes(workers, envs, round_steps, rounds)["env_steps_per_s"]
+        rows.append({"one_worker": one, "workers": many, "scaling_efficiency": many / (workers * one),
+                     "plain_one": plain_one, "plain_processes": plain_many,
+                     "plain_processes_efficiency": plain_many / (workers * plain_one)})
+    median = {key: statistics.median(row[key] for row in rows) for key in rows[0]}
+    return {"workers": workers, "envs": workers * envs, "round_steps": round_steps, "rounds": rounds, "repeats": rows,
+            "env_steps_per_s": median["workers"], "scaling_efficiency": median["scaling_efficiency"],
+            "plain_processes_efficiency": median["plain_processes_efficiency"], "machine": machine(),
+            "code": code_state(*SOURCES)}
+
+
+def measure_plain_processes(processes: int, envs: int, round_steps: int, rounds: int) -> dict[str, Any]:
+    """The machine's own ceiling for weak scaling: ``processes`` OS processes (no Ray), each
+    playing rounds with a serial rollout worker of ``envs`` envs, started together."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")
+    barrier, results = context.Barrier(processes), context.Queue()
+    procs = [context.Process(target=_plain_rounds, args=(envs, round_steps, rounds, barrier, results))
+             for _ in range(processes)]
+    for proc in procs:
+        proc.start()
+    rates = [results.get(timeout=600) for _ in procs]
+    for proc in procs:
+        proc.join()
+    return {"processes": processes, "envs_per_process": envs, "round_steps": round_steps, "rounds": rounds,
+            "env_steps_per_s": sum(rates), "per_process": rates, "machine": machine(), "code": code_state(*SOURCES)}
+
+
+def _plain_rounds(envs: int, round_steps: int, rounds: int, barrier: Any, results: Any) -> None:
+    import torch
+
+    from embodied.policies.scaleout.workers import RolloutWorker
+
+    torch.set_num_threads(1)
+    run, _ = _run_spec(envs)
+    worker = RolloutWorker(run, envs, seed=1)
+    policy = worker.learner.rollout_state()
+    worker.run_round(policy, round_steps)  # warm-up, as the Ray pieces' first round
+    barrier.wait()
+    start = time.perf_counter()
+    for _ in range(rounds):
+        worker.run_round(policy, round_steps)
+    results.put(rounds * round_steps * envs / (time.perf_counter() - start))
+
+
 def measure_training(workers: int, envs: int, round_steps: int, updates: int) -> dict[str, Any]:
     """The whole loop: PPO with an update per round of ``round_steps`` x ``envs`` steps."""
     from embodied.policies.train import TrainCfg, train
@@ -134,6 +199,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--round-steps", type=int, default=128, help="steps per env per round (PPO's num_steps)")
     parser.add_argument("--rounds", type=int, default=6, help="timed rounds of the collection pieces")
     parser.add_argument("--updates", type=int, default=6, help="PPO updates of the training pieces")
+    parser.add_argument("--repeats", type=int, default=3, help="turns of the weak-scaling piece")
     parser.add_argument("--trials", type=int, default=4)
     parser.add_argument("--trial-steps", type=int, default=3000)
     parser.add_argument("--force", action="store_true", help="measure every piece again")
@@ -155,13 +221,18 @@ def main(argv: list[str] | None = None) -> int:
                                 args.force)
             trained = run_piece(RESULTS, f"train_workers{n}", lambda n=n: measure_training(n, *sizes, args.updates),
                                 args.force)
-            report["workers"][str(n)] = {
+            row = report["workers"][str(n)] = {
                 "env_steps_per_s": collect["env_steps_per_s"], "overhead_frac": collect["overhead_frac"],
                 "round_overhead_ms": collect["round_overhead_ms"], "speedup_vs_serial":
                 collect["env_steps_per_s"] / serial["env_steps_per_s"],
                 "train_env_steps_per_s": trained["env_steps_per_s"],
                 "learner_updates_per_s": trained["learner_updates_per_s"],
                 "load_avg_1min": [collect["machine"]["load_avg_1min"], trained["machine"]["load_avg_1min"]]}
+            if n > 1:
+                weak = run_piece(RESULTS, f"weak_scaling{n}", lambda n=n: measure_weak_scaling(n, *sizes, args.rounds,
+                                                                                               args.repeats), args.force)
+                row["weak_scaling"] = {key: weak[key] for key in ("envs", "env_steps_per_s", "scaling_efficiency",
+                                                                  "plain_processes_efficiency", "repeats")}
         sweep = run_piece(RESULTS, "sweep", lambda: measure_sweep(args.trials, args.trial_steps, False), args.force)
     report["serial"] = {"env_steps_per_s": serial["env_steps_per_s"], "train_env_steps_per_s": serial_train["env_steps_per_s"],
                         "learner_updates_per_s": serial_train["learner_updates_per_s"],
