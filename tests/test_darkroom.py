@@ -88,3 +88,18 @@ def test_state_dict_continues_identically():
     env.load_state_dict(state)
     b = [env.step(env.random_action())[0] for _ in range(120)]
     assert all(torch.equal(x, y) for x, y in zip(a, b, strict=True))
+
+
+def test_observation_is_the_cell_then_reward_then_trial_flag():
+    """Default: DPT's (x, y) state scaled to [-1, 1]; "onehot": the cell's index. No goal in either."""
+    for mode, width in (("xy", 4), ("onehot", 102)):
+        env = embodied.make("Nav/Darkroom-v0", num_envs=2, seed=0, random_start=False, obs_mode=mode)
+        obs, _ = env.reset(seed=0)
+        env.goal[:] = torch.tensor([[9, 9], [1, 0]])
+        obs, *_ = env.step(one_hot(env, ["right", "right"]))
+        assert obs.shape == (2, width)
+        if mode == "xy":
+            assert torch.allclose(obs[:, :2], torch.tensor([[-1 + 2 / 9, -1.0], [-1 + 2 / 9, -1.0]]))
+        else:
+            assert obs[:, :100].argmax(dim=1).tolist() == [1, 1] and (obs[:, :100].sum(dim=1) == 1).all()
+        assert obs[:, -2].tolist() == [0.0, 1.0] and obs[:, -1].tolist() == [0.0, 0.0]  # env 1 stands on its goal

@@ -8,13 +8,14 @@ Task
     The goal is hidden (the observation is the agent's cell only) and fixed for a whole **trial**
     of ``trial_episodes`` consecutive episodes, so an in-context learner explores in the first
     episodes and walks straight to the goal in the later ones. Each episode starts at a uniformly
-    random cell (``random_start``; False: the corner (0, 0)). The action space is a Box of five
+    random cell (``random_start``; False: the corner (0, 0), as DPT's code does). The action space is a Box of five
     scores in [-1, 1] and the env takes their argmax (as ``Nav/ObjectNav-v0`` does), so a
     discrete policy sends a one-hot and continuous-action learners work unchanged.
 
 Observation
-    ``(N, size*size + 2)`` with ``obs_mode="onehot"`` (the agent's cell, one-hot) or ``(N, 4)``
-    with ``"xy"`` (the cell's x and y scaled to [-1, 1]), then the previous step's reward (0 on an
+    ``(N, 4)`` with ``obs_mode="xy"`` (the default: the cell's x and y, DPT's state, scaled to
+    [-1, 1]) or ``(N, size*size + 2)`` with ``"onehot"`` (the agent's cell, one-hot; both methods
+    learn about half as much in 1M steps from it), then the previous step's reward (0 on an
     episode's first step: in-context learners take the reward as an input, and in the observation
     it reaches a policy that only acts, as in evaluation), then 1 on the first step of a trial and
     0 otherwise (a learner with memory clears it there: episode ends are ``truncated``, and only a
@@ -59,8 +60,8 @@ class DarkroomCfg(TaskCfg):
     """Episodes per trial: the goal and the learner's memory last this long."""
     random_start: bool = True
     """Start each episode at a uniformly random cell; False: always at (0, 0)."""
-    obs_mode: Literal["onehot", "xy"] = "onehot"
-    """The agent's cell as a one-hot vector, or as (x, y) scaled to [-1, 1]."""
+    obs_mode: Literal["onehot", "xy"] = "xy"
+    """The agent's cell as (x, y) scaled to [-1, 1] (DPT's state), or as a one-hot vector."""
     goals: Literal["train", "heldout", "all"] = "train"
     """Which goal cells trials draw from; evaluate generalisation with "heldout" (unseen goals)."""
     heldout_every: int = 5
