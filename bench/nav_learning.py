@@ -112,6 +112,8 @@ def latency_piece(context: int) -> dict[str, Any]:
     cfg = ReLICCfg(eval_max_context=context + reps + 16)
     learner = ReLIC(cfg, env.single_observation_space, env.single_action_space, 1)
     ctx = learner._context(1, deterministic=True)
+    while ctx.grow():  # the context a long trial would have grown to
+        pass
     ctx.p = context  # a full context of (zero) tokens: the cache's cost does not depend on their values
     obs, _ = env.reset(seed=0)
     for _ in range(3):

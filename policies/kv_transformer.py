@@ -69,6 +69,15 @@ class KVCache:
     def nbytes(self) -> int:
         return sum(t.numel() * t.element_size() for t in (*self.k, *self.v))
 
+    def grow(self, capacity: int) -> None:
+        """Room for ``capacity`` positions, everything cached kept in place."""
+        for cached in (self.k, self.v):
+            for layer, old in enumerate(cached):
+                new = old.new_zeros((*old.shape[:2], 1 + capacity, old.shape[3]))
+                new[:, :, : old.shape[2]] = old
+                cached[layer] = new
+        self.capacity = capacity
+
     def shift(self, n: int, length: int) -> None:
         """Drop context positions ``[0, n)`` of ``length`` and move the rest to the front (compaction)."""
         for t in (*self.k, *self.v):

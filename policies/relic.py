@@ -64,8 +64,8 @@ class ReLICCfg(PPOCfg):
     sink_kv: bool = True
     """Sink-KV: a learnable (zero-initialised) key and value per head in every attention layer."""
     max_context: int = 1024
-    """Steps of context each training env keeps (the cache's capacity); evaluation contexts grow to
-    ``eval_max_context``."""
+    """Steps of context each training env keeps (the cache's capacity); evaluation contexts start
+    there and double when full, up to ``eval_max_context``."""
     eval_max_context: int = 65_536
     cache_dtype: Literal["float32", "bfloat16"] = "float32"
     """Precision of the KV cache (bfloat16 halves its memory; attention then runs in bfloat16)."""
@@ -161,9 +161,9 @@ class ReLIC(PPO):
             self.obs_dim, self.num_actions, c.hidden, c.layers, c.heads, c.mlp_ratio, c.sink_kv, c.max_episode_steps
         )
 
-    def _new_context(self, batch: int, capacity: int) -> Context:
+    def _new_context(self, batch: int, capacity: int, max_capacity: int | None = None) -> Context:
         dtype = torch.bfloat16 if self.cfg.cache_dtype == "bfloat16" else torch.float32
-        ctx = Context(batch, capacity, self.obs_dim + 3, self.num_actions, self.device)
+        ctx = Context(batch, capacity, self.obs_dim + 3, self.num_actions, self.device, max_capacity)
         ctx.cache = self.model.new_cache(batch, capacity + 1, dtype)  # + the bootstrap token's slot
         return ctx
 
@@ -200,7 +200,9 @@ class ReLIC(PPO):
             self._mode = "train"
             return self.ctx
         if self._mode != "eval" or self.eval_ctx is None or self.eval_ctx.batch != batch:
-            self.eval_ctx = self._new_context(batch, self.cfg.eval_max_context)  # a fresh evaluation
+            # A fresh evaluation: its context starts at the training context's size and grows.
+            start = min(self.cfg.max_context, self.cfg.eval_max_context)
+            self.eval_ctx = self._new_context(batch, start, self.cfg.eval_max_context)
         self._mode = "eval"
         return self.eval_ctx
 
@@ -385,7 +387,10 @@ class ReLIC(PPO):
         ctx.compact(ctx.trial_starts(), keep=self.cfg.max_context - self.cfg.update_every)
 
     def _make_room(self, ctx: Context) -> None:
-        """A full context keeps its current trials, or its newest half (training's chunk is never dropped)."""
+        """A full context grows (evaluation, up to ``eval_max_context``); at its limit it keeps its
+        current trials, or its newest half (training's chunk is never dropped)."""
+        if ctx.grow():
+            return
         if ctx is not self.ctx:
             ctx.p0 = ctx.p  # evaluation has no chunk waiting for an update
         ctx.compact(ctx.trial_starts(), keep=ctx.capacity // 2)
@@ -461,8 +466,8 @@ class LSTMNav(ReLIC):
     def _build_model(self) -> nn.Module:
         return LSTMCore(self.obs_dim, self.num_actions, self.cfg.hidden, self.cfg.max_episode_steps)
 
-    def _new_context(self, batch: int, capacity: int) -> Context:
-        ctx = Context(batch, capacity, self.obs_dim + 3, self.num_actions, self.device)
+    def _new_context(self, batch: int, capacity: int, max_capacity: int | None = None) -> Context:
+        ctx = Context(batch, capacity, self.obs_dim + 3, self.num_actions, self.device, max_capacity)
         ctx.memory = torch.zeros(batch, 2 * self.cfg.hidden, device=self.device)
         ctx.memory0 = ctx.memory.clone()
         return ctx

@@ -23,10 +23,24 @@ _PER_ENV = ("trial_id", "boundary", "prev_action", "step_in_episode")
 
 
 class Context:
-    """A batch of ``batch`` envs' timelines of up to ``capacity`` steps (one spare slot for a bootstrap token)."""
+    """A batch of ``batch`` envs' timelines of up to ``capacity`` steps (one spare slot for a bootstrap token).
 
-    def __init__(self, batch: int, capacity: int, token_dim: int, num_actions: int, device: torch.device) -> None:
+    With ``max_capacity`` above ``capacity`` the timeline (and its cache) doubles when full, up to
+    ``max_capacity``: an evaluation of many envs allocates for the trials it plays, not for the
+    longest context it may reach (200 envs at 64k steps would be 13 GB of cache).
+    """
+
+    def __init__(
+        self,
+        batch: int,
+        capacity: int,
+        token_dim: int,
+        num_actions: int,
+        device: torch.device,
+        max_capacity: int | None = None,
+    ) -> None:
         self.batch, self.capacity, self.device = batch, capacity, device
+        self.max_capacity = max(capacity, max_capacity or capacity)
         slots = capacity + 1
         self.tokens = torch.zeros(batch, slots, token_dim, device=device)
         self.seg = torch.zeros(batch, slots, dtype=torch.long, device=device)
@@ -87,6 +101,21 @@ class Context:
         if p > 0:
             first = torch.where(self.dones[:, p - 1] > 0, p, first)
         return first
+
+    def grow(self) -> bool:
+        """Double the room, up to ``max_capacity``, keeping every step; False when already there."""
+        if self.capacity >= self.max_capacity:
+            return False
+        capacity = min(2 * self.capacity, self.max_capacity)
+        for name in _TIMELINE:
+            old = getattr(self, name)
+            new = old.new_zeros((old.shape[0], capacity + 1, *old.shape[2:]))
+            new[:, : old.shape[1]] = old
+            setattr(self, name, new)
+        if self.cache is not None:
+            self.cache.grow(capacity + 1)
+        self.capacity = capacity
+        return True
 
     def compact(self, trial_starts: torch.Tensor, keep: int) -> None:
         """Drop the steps before every env's current trial, and beyond ``keep`` the oldest (never ``>= p0``)."""

@@ -139,6 +139,10 @@ def test_64k_context_fits_and_steps():
     obs, _ = env.reset(seed=0)
     obs, *_ = env.step(learner.act(obs, deterministic=True))
     ctx = learner.eval_ctx
+    assert ctx.capacity == learner.cfg.max_context  # an evaluation starts small and doubles as its trials run
+    while ctx.grow():
+        pass
+    assert ctx.capacity == 65_536
     assert ctx.cache.nbytes() <= 2 * 2 * 4 * (65_536 + 2) * 16 * 4  # 2 (k, v) x layers x heads x slots x dim x fp32
     assert ctx.cache.nbytes() / 2**20 < 65
     ctx.p = 65_530  # a long-running trial (zero tokens: the cost does not depend on their values)
@@ -150,6 +154,29 @@ def test_64k_context_fits_and_steps():
     assert time.perf_counter() - t0 < 10.0
     learner.act(obs, deterministic=True)  # full: the oldest half is dropped (sliding window)
     assert ctx.p == 65_536 // 2 + 1
+
+
+def test_evaluation_context_grows_without_changing_a_step():
+    """An evaluation context doubles when full (64 -> 128 -> 256 steps) and acts exactly as one
+    allocated at full size from the start; at its limit it slides (keeps the newest half)."""
+    cfg = ReLICCfg(max_context=64, update_every=32, eval_max_context=256)
+    env, growing = darkroom_learner(cfg=cfg)
+    _, full = darkroom_learner(cfg=cfg)
+    full.model.load_state_dict(growing.model.state_dict())
+    obs, _ = env.reset(seed=0)
+    full.act(obs, deterministic=True)  # into evaluation mode, then a context allocated whole
+    full.eval_ctx = full._new_context(env.num_envs, 256)
+    capacities = set()
+    for _ in range(300):
+        torch.manual_seed(0)
+        a = growing.act(obs, deterministic=True)
+        torch.manual_seed(0)
+        b = full.act(obs, deterministic=True)
+        assert torch.equal(a, b)
+        capacities.add(growing.eval_ctx.capacity)
+        obs, *_ = env.step(a)
+    assert capacities == {64, 128, 256}
+    torch.testing.assert_close(growing.eval_ctx.values[:, :200], full.eval_ctx.values[:, :200], atol=0, rtol=0)
 
 
 def test_bfloat16_cache_halves_memory_and_stays_close():
