@@ -240,7 +240,7 @@ class SerialPool:
 class RayRolloutWorker(RolloutWorker):
     """A rollout worker as a Ray actor: its rounds and the policy cross Ray as NumPy arrays."""
 
-    def run_round(self, policy_state: dict[str, Any], num_steps: int) -> dict[str, Any]:  # type: ignore[override]
+    def run_round(self, policy_state: dict[str, Any], num_steps: int) -> dict[str, Any]:
         return to_wire(super().run_round(from_wire(policy_state), num_steps))
 
 
@@ -316,43 +316,39 @@ class WireArray(NamedTuple):
 
 def to_wire(tree: Any) -> Any:
     """``tree`` (nested dicts, lists, tuples) with its CPU tensors as :class:`WireArray`s."""
-    return _walk_leaves(_tensor_to_wire, tree)
+    return _walk_leaves(torch.Tensor, _tensor_to_wire, tree)
 
 
 def from_wire(tree: Any) -> Any:
     """Undo :func:`to_wire`."""
-    return _walk_leaves(_wire_to_tensor, tree)
+    return _walk_leaves(WireArray, _wire_to_tensor, tree)
 
 
-def _tensor_to_wire(leaf: torch.Tensor | WireArray) -> torch.Tensor | WireArray:
-    if isinstance(leaf, WireArray):
-        return leaf
+def _tensor_to_wire(tensor: torch.Tensor) -> torch.Tensor | WireArray:
     try:
-        return WireArray(leaf.detach().numpy())
+        return WireArray(tensor.detach().numpy())
     except TypeError:  # a dtype NumPy lacks (bfloat16): torch pickles it
-        return leaf
+        return tensor
 
 
-def _wire_to_tensor(leaf: torch.Tensor | WireArray) -> torch.Tensor:
-    if isinstance(leaf, torch.Tensor):
-        return leaf
+def _wire_to_tensor(leaf: WireArray) -> torch.Tensor:
     # Ray hands out large arrays read-only, in its shared memory: the learner gets its own copy.
     return torch.from_numpy(leaf.array if leaf.array.flags.writeable else leaf.array.copy())
 
 
-def _walk_leaves(fn: Callable[[Any], Any], tree: Any) -> Any:
-    """``fn`` of every tensor or :class:`WireArray` in nested dicts, lists and tuples (types kept)."""
-    if isinstance(tree, torch.Tensor | WireArray):
+def _walk_leaves(leaf_type: type, fn: Callable[[Any], Any], tree: Any) -> Any:
+    """``fn`` of every ``leaf_type`` in nested dicts, lists and tuples (their types kept)."""
+    if isinstance(tree, leaf_type):
         return fn(tree)
     if isinstance(tree, dict):
-        out = type(tree)((k, _walk_leaves(fn, v)) for k, v in tree.items())
+        out = type(tree)((k, _walk_leaves(leaf_type, fn, v)) for k, v in tree.items())
         if hasattr(tree, "__dict__"):
             out.__dict__.update(vars(tree))  # an nn.Module state dict's _metadata
         return out
     if isinstance(tree, tuple) and hasattr(tree, "_fields"):
-        return type(tree)(*(_walk_leaves(fn, v) for v in tree))
+        return type(tree)(*(_walk_leaves(leaf_type, fn, v) for v in tree))
     if isinstance(tree, list | tuple):
-        return type(tree)(_walk_leaves(fn, v) for v in tree)
+        return type(tree)(_walk_leaves(leaf_type, fn, v) for v in tree)
     return tree
 
 
