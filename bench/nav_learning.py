@@ -68,7 +68,7 @@ def trial_curve(
 
 def train_piece(algo: str, args: argparse.Namespace) -> dict[str, Any]:
     torch.set_num_threads(1)
-    run_dir = PIECES / "runs" / algo  # git ignores bench/results/**/runs/
+    run_dir = PIECES / "runs" / f"{algo}_s{args.seed}"  # git ignores bench/results/**/runs/
     t0 = time.perf_counter()
     resume = run_dir if (run_dir / "checkpoint.pt").exists() else None
     cfg = TrainCfg(
