@@ -44,6 +44,15 @@ def context_mask(seg: torch.Tensor, q_start: int, q_end: int) -> torch.Tensor:
     return same & causal
 
 
+def extended(t: torch.Tensor, size: int, dim: int) -> torch.Tensor:
+    """``t`` lengthened to ``size`` along ``dim``: its values first, then zeros."""
+    shape = list(t.shape)
+    shape[dim] = size
+    out = t.new_zeros(shape)
+    out.narrow(dim, 0, t.shape[dim]).copy_(t)
+    return out
+
+
 class KVCache:
     """Keys and values of a context, per layer: ``k[l]``, ``v[l]`` are (B, heads, 1 + capacity, head_dim).
 
@@ -72,10 +81,7 @@ class KVCache:
     def grow(self, capacity: int) -> None:
         """Room for ``capacity`` positions, everything cached kept in place."""
         for cached in (self.k, self.v):
-            for layer, old in enumerate(cached):
-                new = old.new_zeros((*old.shape[:2], 1 + capacity, old.shape[3]))
-                new[:, :, : old.shape[2]] = old
-                cached[layer] = new
+            cached[:] = [extended(t, 1 + capacity, dim=2) for t in cached]
         self.capacity = capacity
 
     def shift(self, n: int, length: int) -> None:

@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from embodied.policies.kv_transformer import KVCache
+from embodied.policies.kv_transformer import KVCache, extended
 
 _TIMELINE = ("tokens", "seg", "starts", "actions", "logprobs", "values", "rewards", "dones")
 _PER_ENV = ("trial_id", "boundary", "prev_action", "step_in_episode")
@@ -108,10 +108,7 @@ class Context:
             return False
         capacity = min(2 * self.capacity, self.max_capacity)
         for name in _TIMELINE:
-            old = getattr(self, name)
-            new = old.new_zeros((old.shape[0], capacity + 1, *old.shape[2:]))
-            new[:, : old.shape[1]] = old
-            setattr(self, name, new)
+            setattr(self, name, extended(getattr(self, name), capacity + 1, dim=1))
         if self.cache is not None:
             self.cache.grow(capacity + 1)
         self.capacity = capacity
