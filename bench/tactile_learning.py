@@ -53,6 +53,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import torch  # noqa: E402
 from pieces import learning_curve, run_pieces  # noqa: E402  (bench/pieces.py, next to this script)
 
+from embodied.policies.aacd import CPU_STUDENT  # noqa: E402
 from embodied.policies.train import TrainCfg, evaluate, load_policy, train  # noqa: E402
 from embodied.sim2real.image_augment import full_augmentation  # noqa: E402
 
@@ -68,20 +69,6 @@ TEACHER_TASK: dict[str, Any] = {"obs_terms": ["proprio", "privileged"]}
 STUDENT_TASK: dict[str, Any] = {
     "obs_terms": ["proprio", "tactile_image", "privileged"],
     "image_augment": dataclasses.asdict(full_augmentation()),
-}
-STUDENT_NET: dict[str, Any] = {
-    # Sized for a CPU core: the 60x80 images pooled to 30x40, a 64-unit LSTM, 4 epochs per rollout.
-    "image_pool": 2,
-    "conv_channels": [16, 32],
-    "conv_kernels": [5, 3],
-    "conv_strides": [2, 1],
-    "num_keypoints": 16,
-    "rnn_size": 64,
-    "head_sizes": [64],
-    "num_steps": 64,
-    "update_epochs": 4,
-    "learning_rate": 1e-3,
-    "sequence_minibatches": 4,
 }
 
 
@@ -105,7 +92,7 @@ def measure_piece(method: str, seed: int, args: argparse.Namespace) -> dict[str,
         overrides: dict[str, Any] = {"teacher_steps": args.teacher_steps}
     else:
         algo, steps, task = ("aac" if method == "aac" else "aacd"), args.student_steps, STUDENT_TASK
-        overrides = dict(STUDENT_NET)
+        overrides = dict(CPU_STUDENT)
         if method != "aac":
             teacher = RUNS / f"teacher_seed{seed}" / "checkpoint.pt"
             if not teacher.exists():

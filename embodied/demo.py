@@ -19,6 +19,7 @@ DEMOS: list[tuple[str, str]] = [
     ("Control/InvertedPendulum-v0", "control_inverted_pendulum_ppo.pt"),
     ("Beam/OrbitCorrection-CM1-v0", "beam_cm1_tbsac.pt"),
     ("Tactile/PegInsert-v0", "tactile_peg_insert_aacd_teacher.pt"),  # AACD stage 1: privileged state
+    ("Tactile/PegInsert-v0", "tactile_peg_insert_aacd_student.pt"),  # AACD stage 2: touch and proprioception
 ]
 
 

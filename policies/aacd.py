@@ -96,6 +96,24 @@ class AACCfg(AACDCfg):
     critic_mode: Literal["frozen", "finetune"] = "finetune"
 
 
+CPU_STUDENT: dict[str, Any] = {
+    # Stage 2 sized for one CPU core (bench/tactile_learning.py, the shipped student): the 60x80
+    # images pooled to 30x40, a 64-unit LSTM, 4 epochs per 64-step rollout.
+    "image_pool": 2,
+    "conv_channels": [16, 32],
+    "conv_kernels": [5, 3],
+    "conv_strides": [2, 1],
+    "num_keypoints": 16,
+    "rnn_size": 64,
+    "head_sizes": [64],
+    "num_steps": 64,
+    "update_epochs": 4,
+    "learning_rate": 1e-3,
+    "sequence_minibatches": 4,
+}
+"""Learner overrides for a tactile-image student trained on a CPU."""
+
+
 # ---------------------------------------------------------------------------- student networks
 
 

@@ -9,7 +9,7 @@ from embodied.demo import DEMOS, run_demo
 from embodied.tasks import registry
 
 
-@pytest.mark.parametrize("task_id,policy_file", DEMOS, ids=[t for t, _ in DEMOS])
+@pytest.mark.parametrize("task_id,policy_file", DEMOS, ids=[f for _, f in DEMOS])
 def test_demo_entries_point_at_registered_tasks_and_shipped_files(task_id, policy_file):
     assert task_id in registry.list_tasks()
     assert asset_path("policies", policy_file).stat().st_size < 5_000_000
