@@ -32,11 +32,11 @@ RECIPES: dict[str, tuple[str, str, int, int, dict, dict]] = {
         "Tactile/PegInsert-v0", "aacd", 200_000, 16, {"teacher_steps": 200_000}, {"obs_terms": ["proprio", "privileged"]}
     ),
     # AACD's stage 2 from that teacher: the tactile-image student with the fine-tuned critic,
-    # trained and evaluated under the full image augmentation (about 45 minutes on one core).
+    # trained and evaluated under the full image augmentation (about an hour on one core).
     "tactile_peg_insert_aacd_student.pt": (
         "Tactile/PegInsert-v0",
         "aacd",
-        480_000,
+        960_000,
         16,
         CPU_STUDENT | {"critic_mode": "finetune",
                        "teacher_checkpoint": str(RUNS / "tactile_peg_insert_aacd_teacher" / "checkpoint.pt")},
