@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from typing import Any
 
 import numpy as np
 import torch
@@ -36,10 +37,8 @@ def actions(policy: str, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
     return mean + torch.randn_like(mean) * (std.square() + noise**2).sqrt()
 
 
-def check(checkpoint: str, policy: str, num_envs: int, steps: int, seed: int) -> dict[str, float | str]:
-    learner, run = load_policy(checkpoint)
-    if getattr(learner, "stage", None) != 1:
-        raise ValueError(f"{checkpoint} is not an AACD teacher (stage 1) checkpoint")
+def check(learner: Any, run: dict[str, Any], policy: str, num_envs: int, steps: int, seed: int) -> dict[str, Any]:
+    """Roll out ``policy`` on the teacher's task; compare the teacher's critic with the returns earned."""
     env = build_env(run["task_id"], num_envs, "cpu", seed, run["task_overrides"], run.get("adapters"))
     torch.manual_seed(seed)
     obs, _ = env.reset(seed=seed)
@@ -74,8 +73,11 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=11)
     args = parser.parse_args()
     torch.set_num_threads(1)
+    learner, run = load_policy(args.checkpoint)
+    if getattr(learner, "stage", None) != 1:
+        raise SystemExit(f"{args.checkpoint} is not an AACD teacher (stage 1) checkpoint")
     for policy in args.policies.split(","):
-        print(json.dumps(check(args.checkpoint, policy, args.num_envs, args.steps, args.seed)), flush=True)
+        print(json.dumps(check(learner, run, policy, args.num_envs, args.steps, args.seed)), flush=True)
 
 
 if __name__ == "__main__":
