@@ -43,27 +43,39 @@ def trial_curve(
     goals: str = "heldout",
     task_overrides: dict | None = None,
 ) -> dict[str, list[float]]:
-    """Success rate and mean return per episode index over ``trials`` trials (one env each), goals from ``goals``.
+    """Success rate, mean return and mean steps to the goal per episode index over ``trials`` trials
+    (one env each), goals from ``goals``.
 
-    ``learner=None`` plays uniformly random actions (the floor).
+    Steps to the goal count the episode's length where it was not reached: a learner that remembers
+    the goal walks there in about 7 steps (10 from the corner start), one that searches again takes
+    as long as in its first episode. ``learner=None`` plays uniformly random actions (the floor).
     """
     overrides = {**(task_overrides or {}), "trial_episodes": trial_episodes, "goals": goals}
     env = build_env(TASK, trials, "cpu", seed, overrides)
     obs, _ = env.reset(seed=seed)
     success = torch.zeros(trial_episodes)
     returns = torch.zeros(trial_episodes)
+    steps_to_goal = torch.zeros(trial_episodes)
+    first_hit = torch.full((trials,), float(env.max_episode_steps))
     for _ in range(trial_episodes * env.max_episode_steps):
         action = env.random_action() if learner is None else learner.act(obs, deterministic=True)
-        obs, _, terminated, truncated, info = env.step(action)
+        obs, reward, terminated, truncated, info = env.step(action)
         done = terminated | truncated
+        first_hit = torch.where((reward > 0) & (first_hit == env.max_episode_steps), info["episode_length"] - 1.0, first_hit)
         if learner is not None:
             learner.episodes_ended(done)
         if done.any():
             index = info["episode_in_trial"][done]
             success.index_add_(0, index, info["success"][done].float())
             returns.index_add_(0, index, info["episode_return"][done])
+            steps_to_goal.index_add_(0, index, first_hit[done])
+            first_hit[done] = float(env.max_episode_steps)
     env.close()
-    return {"success_by_episode": (success / trials).tolist(), "return_by_episode": (returns / trials).tolist()}
+    return {
+        "success_by_episode": (success / trials).tolist(),
+        "return_by_episode": (returns / trials).tolist(),
+        "steps_to_goal_by_episode": (steps_to_goal / trials).tolist(),
+    }
 
 
 def train_piece(algo: str, args: argparse.Namespace) -> dict[str, Any]:

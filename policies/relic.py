@@ -12,7 +12,10 @@ steps). Every ``update_every`` steps PPO updates on the steps since the last upd
 queries attend over the whole context so far (the older keys and values are read from the cache,
 without gradient, as in Transformer-XL), the context carries on, and then the cached keys, values
 and value predictions of the context are **refreshed** with the new weights (recomputed in blocks
-of ``refresh_block`` queries), so acting never reads stale keys. PPO's loss is
+of ``refresh_block`` queries), so acting never reads stale keys. Every ``full_update_every``-th
+update is instead a **full** one over every step since the previous full update (ReLIC's
+``full_updates_per_rollout``): there the gradient reaches the keys and values of the earlier chunks
+too, which a partial update reads from the cache as constants. PPO's loss is
 :meth:`PPO._minibatch_step`; minibatches split envs, never time. GAE runs over the trial: an
 episode end inside a trial is not a done (the value of a step counts the reward of later episodes,
 RL^2's objective); a trial's end is (``info[trial_done_key]``; a task without that key ends its
@@ -71,6 +74,13 @@ class ReLICCfg(PPOCfg):
     """Precision of the KV cache (bfloat16 halves its memory; attention then runs in bfloat16)."""
     update_every: int = 100
     """Partial update period in steps per env (at most half of ``max_context``)."""
+    full_update_every: int = 5
+    """Every this many updates is a **full** one (ReLIC's ``updates_per_rollout / full_updates_per_rollout``):
+    PPO over every step since the previous full update, with gradients through that whole span, where a
+    partial update's reach only the newest chunk. Without it no gradient crosses a chunk, so a key written
+    in one episode never learns to be found from the next (Darkroom's chunks are its episodes). The span,
+    ``full_update_every * update_every`` steps (a Darkroom trial by default), must fit in ``max_context``;
+    0: partial updates only."""
     refresh_block: int = 1024
     """Queries per block when the cache is recomputed after an update."""
     max_episode_steps: int = 128
@@ -86,10 +96,10 @@ class ReLICCfg(PPOCfg):
     """Minibatches per epoch, each a set of envs with their whole chunk (at most one per env)."""
     update_epochs: int = 4
     learning_rate: float = 5e-4
-    """Adam's step size. On Darkroom (1M steps, 16 envs, seed 1) training is unstable: at 5e-4 the
-    held-out return rose from a trial's first episode to its fifth (5 -> 16; random ~1); at 1e-3 the
-    training return peaked at 18 (600k steps) and collapsed, and held-out trials stayed near random;
-    2e-4 rose less (4 -> 7). ReLIC's paper uses 2e-4 with warm-up and cosine decay (not built here)."""
+    """Adam's step size. On Darkroom (1M steps, 16 envs, seed 1, one-hot cells) training is unstable:
+    at 5e-4 the held-out return rose from a trial's first episode to its fifth (5 -> 16; random ~1);
+    at 1e-3 the training return peaked at 18 (600k steps) and collapsed; 2e-4 rose less (4 -> 7).
+    ReLIC's paper uses 2e-4 with warm-up and cosine decay (``lr_warmup_steps``, ``lr_schedule``)."""
     ent_coef: float = 0.01
     clip_vloss: bool = False
     norm_obs: bool = False
@@ -104,9 +114,11 @@ class LSTMNavCfg(ReLICCfg):
 
 
 class _Chunk(NamedTuple):
-    """What PPO's loss passes to :meth:`ReLIC._evaluate_actions`: the envs of a minibatch."""
+    """What PPO's loss passes to :meth:`ReLIC._evaluate_actions`: the envs of a minibatch and the first
+    position of the steps it learns from (its queries run from there to the newest step)."""
 
     rows: torch.Tensor
+    start: int
 
 
 class ReLIC(PPO):
@@ -131,6 +143,12 @@ class ReLIC(PPO):
         if not 0 < cfg.update_every <= cfg.max_context // 2:
             raise ValueError(
                 f"{self.name}: update_every={cfg.update_every} must be in [1, max_context // 2 = {cfg.max_context // 2}]"
+            )
+        if cfg.full_update_every < 0 or cfg.full_update_every * cfg.update_every > cfg.max_context:
+            raise ValueError(
+                f"{self.name}: full_update_every={cfg.full_update_every} must be >= 0 and its span "
+                f"full_update_every * update_every = {cfg.full_update_every * cfg.update_every} steps "
+                f"must fit in max_context={cfg.max_context}"
             )
         self.num_steps = cfg.update_every
         self.batch_size = cfg.update_every * num_envs
@@ -239,7 +257,7 @@ class ReLIC(PPO):
         if int(state["num_updates"]) != self._updates_seen:
             self._updates_seen = int(state["num_updates"])
             if self.ctx.p > 0:
-                self._after_update(self.ctx)
+                self._after_update(self.ctx, self._is_full_update(self._updates_seen))
 
     def act_memory(self) -> dict[str, Any]:
         return {"context": self.ctx.state_dict(), "updates_seen": torch.tensor(self._updates_seen)}
@@ -318,24 +336,37 @@ class ReLIC(PPO):
     # ------------------------------------------------------------------ the algorithm
     def _evaluate_actions(self, obs: _Chunk, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         ctx = self.ctx
-        logits, values = self._core_chunk(ctx, obs.rows, ctx.p0, ctx.p)
+        logits, values = self._core_chunk(ctx, obs.rows, obs.start, ctx.p)
         dist = torch.distributions.Categorical(logits=logits.flatten(0, 1))
         return dist.log_prob(actions), dist.entropy(), values.flatten()
 
+    def _is_full_update(self, update_number: int) -> bool:
+        """Whether update number ``update_number`` (1, 2, ...) is a full one."""
+        every = self.cfg.full_update_every
+        return every > 0 and update_number % every == 0
+
     def update(self) -> dict[str, float]:
-        """PPO on the chunk since the last update, attending over the context; then refresh and compact."""
+        """PPO on the chunk since the last update (or, every ``full_update_every``-th time, on every step
+        since the last full update), attending over the context; then refresh and compact."""
         cfg, ctx = self.cfg, self.ctx
         lr = self.set_learning_rate()
-        p0, p = ctx.p0, ctx.p
+        full = self._is_full_update(self.num_updates + 1)
+        start, p = (ctx.pf if full else ctx.p0), ctx.p
         if not self._core_filled:
-            self._core_fill(ctx, p0, p)
+            self._core_fill(ctx, ctx.p0, p)
             self._core_filled = True
         with torch.no_grad():
+            values = ctx.values[:, start:p]
+            if start < ctx.p0:
+                # GAE reads the current weights' values (ReLIC's stale-value refresh; the recurrent
+                # baseline's were acted by older ones). PPO's old log-probabilities stay the acting ones,
+                # as in ReLIC: the clip then bounds how far the partial and full updates together move.
+                _, values = self._core_chunk(ctx, torch.arange(self.num_envs), start, p)
             last_value = self._bootstrap_value()
             adv, ret = gae(
-                ctx.rewards[:, p0:p].T,
-                ctx.values[:, p0:p].T,
-                ctx.dones[:, p0:p].T,
+                ctx.rewards[:, start:p].T,
+                values.T,
+                ctx.dones[:, start:p].T,
                 last_value,
                 cfg.gamma,
                 cfg.gae_lambda,
@@ -348,10 +379,10 @@ class ReLIC(PPO):
                 min(cfg.sequence_minibatches, self.num_envs)
             ):
                 stats = self._minibatch_step(
-                    _Chunk(rows),
-                    ctx.actions[rows, p0:p].flatten(),
-                    ctx.logprobs[rows, p0:p].flatten(),
-                    ctx.values[rows, p0:p].flatten(),
+                    _Chunk(rows, start),
+                    ctx.actions[rows, start:p].flatten(),
+                    ctx.logprobs[rows, start:p].flatten(),
+                    values[rows].flatten(),
                     adv[rows].flatten(),
                     ret[rows].flatten(),
                 )
@@ -360,14 +391,15 @@ class ReLIC(PPO):
                 count += 1
             if cfg.target_kl is not None and float(stats["losses/approx_kl"]) > cfg.target_kl:
                 break
-        explained_var = 1.0 - (ret - ctx.values[:, p0:p]).var() / ret.var().clamp_min(1e-8)
-        self._after_update(ctx)
+        explained_var = 1.0 - (ret - values).var() / ret.var().clamp_min(1e-8)
         self.num_updates += 1
+        self._after_update(ctx, full)
         keys = list(sums)
         values = torch.stack([sums[k] / count for k in keys] + [explained_var]).tolist()
         metrics = dict(zip([*keys, "losses/explained_variance"], values, strict=True))
         metrics["charts/learning_rate"] = lr
         metrics["charts/context_length"] = float(ctx.p)
+        metrics["charts/full_update"] = float(full)
         return metrics
 
     @torch.no_grad()
@@ -379,11 +411,15 @@ class ReLIC(PPO):
         _, values = self._core_step(ctx, write=False)
         return values
 
-    def _after_update(self, ctx: Context) -> None:
-        """The context after new weights: cached keys and values recomputed, the chunk marked as
-        used, and steps no current trial needs dropped (a worker's copy does this too)."""
+    def _after_update(self, ctx: Context, full: bool) -> None:
+        """The context after new weights: cached keys and values recomputed, the chunk (after a full
+        update, the rollout) marked as used, and steps no current trial or rollout needs dropped (a
+        worker's copy does this too)."""
         self._core_refresh(ctx)
         ctx.p0 = ctx.p
+        if full or not self.cfg.full_update_every:
+            ctx.pf = ctx.p
+            ctx.memory_f = ctx.memory0  # the recurrent baseline's memory there (None for the transformer)
         ctx.compact(ctx.trial_starts(), keep=self.cfg.max_context - self.cfg.update_every)
 
     def _make_room(self, ctx: Context) -> None:
@@ -392,7 +428,7 @@ class ReLIC(PPO):
         if ctx.grow():
             return
         if ctx is not self.ctx:
-            ctx.p0 = ctx.p  # evaluation has no chunk waiting for an update
+            ctx.p0 = ctx.pf = ctx.p  # evaluation has no chunk waiting for an update
         ctx.compact(ctx.trial_starts(), keep=ctx.capacity // 2)
 
     # ------------------------------------------------------------------ checkpoints
@@ -469,7 +505,7 @@ class LSTMNav(ReLIC):
     def _new_context(self, batch: int, capacity: int, max_capacity: int | None = None) -> Context:
         ctx = Context(batch, capacity, self.obs_dim + 3, self.num_actions, self.device, max_capacity)
         ctx.memory = torch.zeros(batch, 2 * self.cfg.hidden, device=self.device)
-        ctx.memory0 = ctx.memory.clone()
+        ctx.memory0 = ctx.memory_f = ctx.memory.clone()
         return ctx
 
     def _core_step(self, ctx: Context, write: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
@@ -480,9 +516,10 @@ class LSTMNav(ReLIC):
         return logits[:, 0], values[:, 0]
 
     def _core_chunk(self, ctx: Context, rows: torch.Tensor, start: int, end: int) -> tuple[torch.Tensor, torch.Tensor]:
-        logits, values, _ = self.model.unroll(
-            ctx.tokens[rows, start:end], ctx.starts[rows, start:end], ctx.memory0[rows]
-        )
+        if start not in (ctx.p0, ctx.pf):
+            raise ValueError(f"{self.name}: memory is kept at the chunk's start and the rollout's, not at {start}")
+        memory = ctx.memory0 if start == ctx.p0 else ctx.memory_f  # a partial or a full update's span
+        logits, values, _ = self.model.unroll(ctx.tokens[rows, start:end], ctx.starts[rows, start:end], memory[rows])
         return logits, values
 
     def _core_refresh(self, ctx: Context) -> None:

@@ -62,9 +62,13 @@ class Context:
         """Steps in the timeline (the next step goes to position ``p``)."""
         self.p0 = 0
         """First step not yet used by an update."""
+        self.pf = 0
+        """First step of the current rollout: not yet used by a full update (``pf <= p0``)."""
         self.cache: KVCache | None = None
         self.memory: torch.Tensor | None = None
         self.memory0: torch.Tensor | None = None
+        self.memory_f: torch.Tensor | None = None
+        """The recurrent baseline's memory at ``p0`` and at ``pf``: its updates replay from there."""
 
     @staticmethod
     def token(
@@ -115,12 +119,12 @@ class Context:
         return True
 
     def compact(self, trial_starts: torch.Tensor, keep: int) -> None:
-        """Drop the steps before every env's current trial, and beyond ``keep`` the oldest (never ``>= p0``)."""
+        """Drop the steps before every env's current trial, and beyond ``keep`` the oldest (never ``>= pf``)."""
         p = self.p
         shift = int(trial_starts.min()) if p else 0
         if p - shift > keep:
             shift = p - keep
-        shift = min(shift, self.p0)
+        shift = min(shift, self.pf)
         if shift <= 0:
             return
         for name in _TIMELINE:
@@ -130,22 +134,25 @@ class Context:
             self.cache.shift(shift, p)
         self.p -= shift
         self.p0 -= shift
+        self.pf -= shift
 
     def state_dict(self) -> dict[str, Any]:
         p = self.p
         state: dict[str, Any] = {name: getattr(self, name)[:, :p].clone() for name in _TIMELINE}
         state.update({name: getattr(self, name).clone() for name in _PER_ENV})
-        state.update({"p": p, "p0": self.p0})
+        state.update({"p": p, "p0": self.p0, "pf": self.pf})
         if self.cache is not None:
             state["cache_k"] = [k[:, :, : 1 + p].clone() for k in self.cache.k]
             state["cache_v"] = [v[:, :, : 1 + p].clone() for v in self.cache.v]
         if self.memory is not None:
             state["memory"], state["memory0"] = self.memory.clone(), self.memory0.clone()
+            state["memory_f"] = self.memory_f.clone()
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         p = self.p = int(state["p"])
         self.p0 = int(state["p0"])
+        self.pf = int(state.get("pf", self.p0))  # checkpoints from before full updates
         for name in _TIMELINE:
             getattr(self, name)[:, :p] = state[name]
         for name in _PER_ENV:
@@ -156,3 +163,4 @@ class Context:
                     t[:, :, : 1 + p] = s
         if self.memory is not None:
             self.memory, self.memory0 = state["memory"].clone(), state["memory0"].clone()
+            self.memory_f = state.get("memory_f", state["memory0"]).clone()

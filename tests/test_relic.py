@@ -131,6 +131,47 @@ def test_refreshed_cache_equals_recomputation_with_new_weights():
     del logits
 
 
+@pytest.mark.parametrize("cls", [ReLIC, LSTMNav])
+def test_full_update_learns_from_the_whole_rollout(cls):
+    """Every ``full_update_every``-th update spans every step since the last full one (two 50-step
+    chunks here); its old policy is the acting one, as in ReLIC (the clip bounds how far the partial
+    and the full update move it together), and its values are the current weights'."""
+    torch.manual_seed(0)
+    cfg_cls = LSTMNavCfg if cls is LSTMNav else ReLICCfg
+    env, learner = darkroom_learner(cls, cfg_cls(max_context=256, update_every=50, full_update_every=2))
+    spans, old_logprobs_by_update = [], []
+    minibatch_step = learner._minibatch_step
+
+    def recording_step(chunk, actions, old_logprobs, old_values, *rest):
+        if not spans or spans[-1][2] != learner.num_updates:  # the update's first minibatch
+            spans.append((chunk.start, learner.ctx.p, learner.num_updates))
+            old_logprobs_by_update.append(torch.zeros(4, learner.ctx.p - chunk.start))
+            with torch.no_grad():
+                _, _, values = learner._evaluate_actions(chunk, actions)
+            torch.testing.assert_close(old_values, values, atol=1e-5, rtol=1e-5)
+        old_logprobs_by_update[-1][chunk.rows] = old_logprobs.view(len(chunk.rows), -1)
+        return minibatch_step(chunk, actions, old_logprobs, old_values, *rest)
+
+    learner._minibatch_step = recording_step
+    obs, _ = env.reset(seed=0)
+    for _ in range(200):  # one trial of two 100-step episodes: four updates
+        action = learner.act(obs)
+        obs, reward, term, trunc, info = env.step(action)
+        learner.observe(obs, action, reward, info["final_obs"], term, trunc, info)
+        learner.episodes_ended(term | trunc)
+        if learner.ready_to_update():
+            learner.update()
+    assert [(start, p) for start, p, _ in spans] == [(0, 50), (0, 100), (100, 150), (100, 200)]
+    partial, full = old_logprobs_by_update[0], old_logprobs_by_update[1]
+    assert torch.equal(full[:, :50], partial)  # the acting log-probabilities, not refreshed
+    assert learner.ctx.p == 0  # the trial ended with the rollout: nothing left to keep
+
+
+def test_full_update_span_must_fit_the_context():
+    with pytest.raises(ValueError, match="must fit in max_context"):
+        darkroom_learner(cfg=ReLICCfg(max_context=128, update_every=50, full_update_every=3))
+
+
 def test_64k_context_fits_and_steps():
     """One env, the default model (2 layers, hidden 64, fp32): the cache of 65,536 steps is 64 MiB."""
     torch.set_num_threads(1)
@@ -159,7 +200,7 @@ def test_64k_context_fits_and_steps():
 def test_evaluation_context_grows_without_changing_a_step():
     """An evaluation context doubles when full (64 -> 128 -> 256 steps) and acts exactly as one
     allocated at full size from the start; at its limit it slides (keeps the newest half)."""
-    cfg = ReLICCfg(max_context=64, update_every=32, eval_max_context=256)
+    cfg = ReLICCfg(max_context=64, update_every=32, full_update_every=2, eval_max_context=256)
     env, growing = darkroom_learner(cfg=cfg)
     _, full = darkroom_learner(cfg=cfg)
     full.model.load_state_dict(growing.model.state_dict())
@@ -210,7 +251,7 @@ def small_run_cfg(run_dir: Path, total: int) -> TrainCfg:
 @pytest.mark.parametrize("algo", ["relic", "lstm_nav"])
 def test_resume_through_the_loop_is_bit_identical(tmp_path, algo):
     assert algo in LEARNERS
-    overrides = {"update_every": 30, "max_context": 128, "hidden": 32}
+    overrides = {"update_every": 30, "full_update_every": 2, "max_context": 128, "hidden": 32}
     tasks = {"trial_episodes": 2}
     ref = load_checkpoint(train(TASK, algo, small_run_cfg(tmp_path / "a", 4 * 260), tasks, overrides))
     first = load_checkpoint(train(TASK, algo, small_run_cfg(tmp_path / "b", 4 * 115), tasks, overrides))
@@ -277,7 +318,7 @@ def test_in_context_learners_act_in_rollout_workers(tmp_path, algo):
     from embodied.policies.scaleout.workers import WorkerRollout
     from embodied.policies.train import RunSpec, build_learner
 
-    overrides = {"update_every": 30, "max_context": 128, "hidden": 32}
+    overrides = {"update_every": 30, "full_update_every": 2, "max_context": 128, "hidden": 32}
     tasks = {"trial_episodes": 2}
 
     def cfg(run_dir, total):

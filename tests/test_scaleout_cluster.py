@@ -115,7 +115,7 @@ else:
         """Act records and each worker's memory (a trial context, an LSTM state) through Ray."""
         if algo == "relic":
             task, tasks, overrides = "Nav/Darkroom-v0", {"trial_episodes": 2}, {"update_every": 30, "max_context": 128,
-                                                                                "hidden": 32}
+                                                                                "full_update_every": 2, "hidden": 32}
         else:
             task, tasks = "Tactile/PegInsert-v0", {"obs_terms": ["proprio", "force_field", "privileged"]}
             overrides = {"tactile_input": "force_field", "num_steps": 16, "sequence_minibatches": 2, "rnn_size": 16,
