@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/nav_learning.py                 # train both (resumable pieces), evaluate, time the cache
     .venv/bin/python bench/nav_learning.py --report        # print bench/results/nav_learning.json
+    .venv/bin/python bench/nav_learning.py --random-start --steps 1000000   # the harder variant
 
 Each method trains through the one loop (``embodied train Nav/Darkroom-v0 --algo relic`` /
 ``--algo lstm_nav``) on the training goal cells, then plays ``--trials`` trials whose goals are the
@@ -78,9 +79,18 @@ def trial_curve(
     }
 
 
+def variant(args: argparse.Namespace) -> str:
+    """Suffix of the piece and run names: the start-cell variant and the seed."""
+    return f"{'_random_start' if args.random_start else ''}_s{args.seed}"
+
+
+def task_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    return {"trial_episodes": args.trial_episodes, "random_start": args.random_start}
+
+
 def train_piece(algo: str, args: argparse.Namespace) -> dict[str, Any]:
     torch.set_num_threads(1)
-    run_dir = PIECES / "runs" / f"{algo}_s{args.seed}"  # git ignores bench/results/**/runs/
+    run_dir = PIECES / "runs" / f"{algo}{variant(args)}"  # git ignores bench/results/**/runs/
     t0 = time.perf_counter()
     resume = run_dir if (run_dir / "checkpoint.pt").exists() else None
     cfg = TrainCfg(
@@ -96,15 +106,18 @@ def train_piece(algo: str, args: argparse.Namespace) -> dict[str, Any]:
         TASK,
         algo,
         cfg,
-        task_overrides={"trial_episodes": args.trial_episodes},
+        task_overrides=task_overrides(args),
         resume=resume,
         total_steps=args.steps if resume else None,
     )
     learner, _ = load_policy(run_dir / "checkpoint.pt")
-    curve = trial_curve(learner, args.trials, args.trial_episodes, seed=10_000 + args.seed)
+    curve = trial_curve(
+        learner, args.trials, args.trial_episodes, seed=10_000 + args.seed, task_overrides=task_overrides(args)
+    )
     return {
         "algo": algo,
         "train_steps": args.steps,
+        "random_start": args.random_start,
         "train_s": time.perf_counter() - t0,
         **curve,
         "machine": machine(),
@@ -150,23 +163,35 @@ def latency_piece(context: int) -> dict[str, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--steps", type=int, default=1_000_000)
+    parser.add_argument("--steps", type=int, default=5_000_000)
+    parser.add_argument("--random-start", action="store_true", help="start episodes at random cells, not the corner")
     parser.add_argument("--trial-episodes", type=int, default=5)
     parser.add_argument("--trials", type=int, default=200)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--algos", nargs="+", default=["relic", "lstm_nav"])
     parser.add_argument("--report", action="store_true", help="print the stored JSON and exit")
     args = parser.parse_args()
-    out_path = RESULTS / "nav_learning.json"
+    out_path = RESULTS / f"nav_learning{'_random_start' if args.random_start else ''}.json"
     if args.report:
         print(out_path.read_text())
         return
-    report: dict[str, Any] = {"task": TASK, "trial_episodes": args.trial_episodes, "held_out_trials": args.trials}
-    report["random"] = run_piece(PIECES, "random", lambda: trial_curve(None, args.trials, args.trial_episodes, 10_001))
+    report: dict[str, Any] = {
+        "task": TASK,
+        "trial_episodes": args.trial_episodes,
+        "random_start": args.random_start,
+        "held_out_trials": args.trials,
+        "budget_env_steps": args.steps,
+        "seed": args.seed,
+    }
+    report["random"] = run_piece(
+        PIECES,
+        f"random{'_random_start' if args.random_start else ''}",
+        lambda: trial_curve(None, args.trials, args.trial_episodes, 10_001, task_overrides=task_overrides(args)),
+    )
     names = {"relic": "relic", "lstm_nav": "lstm"}
     for algo in args.algos:
         report[names[algo]] = run_piece(
-            PIECES, f"train_{algo}_{args.steps}_s{args.seed}", lambda a=algo: train_piece(a, args)
+            PIECES, f"train_{algo}_{args.steps}{variant(args)}", lambda a=algo: train_piece(a, args)
         )
     step_ms, recompute = {}, {}
     for context in (1024, 8192, 65536):

@@ -103,3 +103,16 @@ def test_observation_is_the_cell_then_reward_then_trial_flag():
         else:
             assert obs[:, :100].argmax(dim=1).tolist() == [1, 1] and (obs[:, :100].sum(dim=1) == 1).all()
         assert obs[:, -2].tolist() == [0.0, 1.0] and obs[:, -1].tolist() == [0.0, 0.0]  # env 1 stands on its goal
+
+
+def test_episodes_start_at_the_corner_unless_random_start():
+    """DPT's and ReLIC's Darkroom starts every episode at (0, 0); ``random_start`` draws the cell."""
+    for random_start in (False, True):
+        env = embodied.make("Nav/Darkroom-v0", num_envs=64, seed=0, random_start=random_start)
+        starts = set()
+        obs, _ = env.reset(seed=0)
+        for _ in range(3 * env.max_episode_steps):  # three episodes each
+            starts |= {tuple(xy) for xy in obs[env.episode_length == 0, :2].tolist()}
+            obs, *_ = env.step(env.random_action())
+        assert (starts == {(-1.0, -1.0)}) != random_start
+        assert random_start is False or len(starts) > 50
