@@ -126,7 +126,9 @@ class ReLIC(PPO):
 
     name = "relic"
     default_num_envs = 16
-    default_total_steps = 1_000_000  # 6-8 minutes on one CPU core (Darkroom, 16 envs)
+    # ReLIC's own Darkroom config trains for 5M steps; here 40-50 minutes on one CPU core (16 envs).
+    # In-context learning shows from about 3M (docs/nav_relic.md), not at 1M.
+    default_total_steps = 5_000_000
 
     def __init__(
         self,

@@ -36,7 +36,7 @@ Randomised
 
 Success
     Reaching the goal in an episode. Once the goal is known the optimal return is
-    ``100 - (its Manhattan distance from the start)``: about 91 from the corner, 93 from a random cell.
+    ``101 - (its Manhattan distance from the start)``: on average 92 from the corner and 94 from a random cell over the held-out goals.
 """
 
 from __future__ import annotations
