@@ -272,15 +272,11 @@ def test_lstm_baseline_builds_and_acts():
     assert action.shape == (4, 5) and set(action.unique().tolist()) <= {-1.0, 1.0}
 
 
-@pytest.mark.slow
-@pytest.mark.xfail(
-    reason="not reached yet: at 40k steps ReLIC's return on the 5x5 grid is about 1.9x the random policy's "
-    "(5.8-7.5 against 3.4-4.0 per episode), not the +20 asked; see docs/nav_relic.md",
-    strict=False,
-)
-def test_short_run_learns_in_context(tmp_path):
-    """A 5x5 Darkroom, trials of 3 episodes: after about 40 s of CPU training the later episodes of a
-    held-out-goal trial beat a random policy clearly (the full 10x10 result is bench/nav_learning.py)."""
+def test_short_run_improves(tmp_path):
+    """A 5x5 Darkroom, trials of 3 episodes: after 100k steps (about a minute on one CPU core) ReLIC
+    plays held-out-goal trials far better than a random policy (measured: return 51-58 per episode
+    against 3.5-4.4, seeds 1 and 2). In-context gains over a trial need millions of steps on the
+    10x10 grid: bench/nav_learning.py and docs/nav_relic.md."""
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
     from nav_learning import trial_curve
 
@@ -290,7 +286,7 @@ def test_short_run_learns_in_context(tmp_path):
         TASK,
         "relic",
         TrainCfg(
-            total_steps=40_000,
+            total_steps=100_000,
             num_envs=16,
             seed=1,
             run_dir=str(tmp_path / "r"),
@@ -305,7 +301,8 @@ def test_short_run_learns_in_context(tmp_path):
     learner, _ = load_policy(run / "checkpoint.pt")
     trained = trial_curve(learner, 64, 3, seed=5, goals="heldout", task_overrides={"size": 5})
     random = trial_curve(None, 64, 3, seed=5, goals="heldout", task_overrides={"size": 5})
-    assert trained["return_by_episode"][-1] > random["return_by_episode"][-1] + 20, (trained, random)
+    for mine, theirs in zip(trained["return_by_episode"], random["return_by_episode"], strict=True):
+        assert mine > theirs + 20, (trained, random)
 
 
 @pytest.mark.parametrize("algo", ["relic", "lstm_nav"])
