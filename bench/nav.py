@@ -14,7 +14,11 @@ from scripts/setup_miniworld.sh). ``sim.speedup_vs_miniworld.<n>`` divides the t
 the nested JSON object, as in the other benches.
 
 Each piece is written to bench/results/nav/<piece>.json as soon as it is measured (bench/pieces.py),
-the combined report to bench/results/nav.json.
+the combined report to bench/results/nav.json; ``--report`` prints it. That report also carries
+``relic.*``, ``lstm.*`` and ``random.*`` from ``bench/nav_learning.py``'s last report: ReLIC's
+step latency with the KV cache and with recomputation per context length (``relic.step_ms.<n>``,
+``relic.step_ms_recompute.<n>``) and the in-context learning curves on held-out Darkroom trials
+(``<policy>.success_by_episode`` ...), which take hours of training and run there.
 """
 
 from __future__ import annotations
@@ -109,7 +113,11 @@ def miniworld() -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--force", action="store_true", help="re-run every piece")
+    parser.add_argument("--report", action="store_true", help="print the stored bench/results/nav.json and exit")
     args = parser.parse_args()
+    if args.report:
+        print((ROOT / "results" / "nav.json").read_text())
+        return
     torch.set_num_threads(1)
     report: dict[str, Any] = {"code": code_state(*SOURCES), "machine": machine()}
     peer = run_piece(RESULTS, "miniworld", miniworld, args.force)
@@ -123,6 +131,15 @@ def main() -> None:
         sim_report["frames_per_s"][str(n)] = round(frames["frames_per_s"], 1)
         if "steps_per_s" in peer:
             sim_report["speedup_vs_miniworld"][str(n)] = round(sim["steps_per_s"] / peer["steps_per_s"], 2)
+    # The learning curves and ReLIC's latencies take hours and have their own resumable bench; the
+    # combined report carries what it last wrote, under the keys the issue names.
+    learning = ROOT / "results" / "nav_learning.json"
+    if learning.exists():
+        stored = json.loads(learning.read_text())
+        for name in ("relic", "lstm", "random"):
+            report[name] = stored.get(name, {})
+        report["learning"] = {key: value for key, value in stored.items() if not isinstance(value, dict)}
+        report["learning"]["source"] = "bench/nav_learning.py (bench/results/nav_learning.json)"
     (ROOT / "results" / "nav.json").write_text(json.dumps(report, indent=2))
     print(json.dumps(report))
 

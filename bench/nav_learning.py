@@ -11,7 +11,9 @@ and mean return for each episode index within the trial, next to a uniformly ran
 ``relic.step_ms.<context>`` is the per-step latency of acting with the KV cache after a context of
 that many steps (one env), ``relic.step_ms_recompute.<context>`` the same step done by recomputing
 the whole sequence (measured where it takes under a minute, extrapolated quadratically otherwise,
-as the JSON says). Pieces are JSON files in ``bench/results/nav_learning/``.
+as the JSON says). Pieces are JSON files in ``bench/results/nav_learning/``, one per method and
+seed (``--seed 2 --algos lstm_nav`` adds one); the report averages each method over every seed that
+has a piece at the budget asked for, with the seeds' own curves under ``per_seed``.
 """
 
 from __future__ import annotations
@@ -76,6 +78,29 @@ def trial_curve(
         "success_by_episode": (success / trials).tolist(),
         "return_by_episode": (returns / trials).tolist(),
         "steps_to_goal_by_episode": (steps_to_goal / trials).tolist(),
+    }
+
+
+def over_seeds(algo: str, args: argparse.Namespace) -> dict[str, Any]:
+    """Every seed's piece of ``algo`` at this budget and start variant, and their mean per episode
+    index; ``success_ci95_by_episode`` is the 95 % binomial half-width over the pooled held-out
+    trials (``per_seed`` shows the spread between seeds, which that interval does not include)."""
+    prefix = f"train_{algo}_{args.steps}{'_random_start' if args.random_start else ''}_s"
+    per_seed = {
+        path.stem[len(prefix) :]: json.loads(path.read_text())
+        for path in sorted(PIECES.glob(f"{prefix}*.json"))
+        if path.stem[len(prefix) :].isdigit()
+    }
+    if not per_seed:
+        return {}
+    keys = ("success_by_episode", "return_by_episode", "steps_to_goal_by_episode")
+    mean = {key: torch.tensor([piece[key] for piece in per_seed.values()]).mean(0) for key in keys}
+    success, trials = mean["success_by_episode"], args.trials * len(per_seed)
+    return {
+        **{key: value.tolist() for key, value in mean.items()},
+        "success_ci95_by_episode": (1.96 * (success * (1 - success) / trials).sqrt()).tolist(),
+        "seeds": [int(seed) for seed in per_seed],
+        "per_seed": {seed: {key: piece[key] for key in (*keys, "train_s")} for seed, piece in per_seed.items()},
     }
 
 
@@ -181,7 +206,6 @@ def main() -> None:
         "random_start": args.random_start,
         "held_out_trials": args.trials,
         "budget_env_steps": args.steps,
-        "seed": args.seed,
     }
     report["random"] = run_piece(
         PIECES,
@@ -189,10 +213,10 @@ def main() -> None:
         lambda: trial_curve(None, args.trials, args.trial_episodes, 10_001, task_overrides=task_overrides(args)),
     )
     names = {"relic": "relic", "lstm_nav": "lstm"}
-    for algo in args.algos:
-        report[names[algo]] = run_piece(
-            PIECES, f"train_{algo}_{args.steps}{variant(args)}", lambda a=algo: train_piece(a, args)
-        )
+    for algo in args.algos:  # this seed's runs; the report then takes every seed with a piece
+        run_piece(PIECES, f"train_{algo}_{args.steps}{variant(args)}", lambda a=algo: train_piece(a, args))
+    for algo, name in names.items():
+        report[name] = over_seeds(algo, args)
     step_ms, recompute = {}, {}
     for context in (1024, 8192, 65536):
         piece = run_piece(PIECES, f"latency_{context}", lambda c=context: latency_piece(c))

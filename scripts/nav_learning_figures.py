@@ -5,8 +5,9 @@
         --out docs/figures/nav_learning_random_start.png
 
 Reads what ``bench/nav_learning.py`` wrote (random policy, ReLIC, the LSTM; one value per episode
-index, averaged over the held-out trials) and draws success with its 95 % binomial interval and the
-mean return, so a learner that uses its context rises from left to right.
+index, averaged over the held-out trials and the seeds) and draws success with its 95 % binomial
+interval and the mean return (each seed's faintly), so a learner that uses its context rises from
+left to right.
 """
 
 from __future__ import annotations
@@ -36,11 +37,16 @@ def main() -> None:
     for i, name in enumerate(("random", "relic", "lstm")):
         if "success_by_episode" not in report.get(name, {}):
             continue
-        success = np.asarray(report[name]["success_by_episode"])
+        result = report[name]
+        success = np.asarray(result["success_by_episode"])
         episodes = np.arange(1, len(success) + 1)
-        half = 1.96 * np.sqrt(success * (1 - success) / trials)
-        ax_s.errorbar(episodes, success, yerr=half, color=f"C{i}", marker="o", capsize=3, label=LABELS[name])
-        ax_r.plot(episodes, report[name]["return_by_episode"], color=f"C{i}", marker="o", label=LABELS[name])
+        half = result.get("success_ci95_by_episode", 1.96 * np.sqrt(success * (1 - success) / trials))
+        seeds = result.get("seeds", [])
+        label = LABELS[name] + (f", {len(seeds)} seeds" if len(seeds) > 1 else "")
+        ax_s.errorbar(episodes, success, yerr=half, color=f"C{i}", marker="o", capsize=3, label=label)
+        ax_r.plot(episodes, result["return_by_episode"], color=f"C{i}", marker="o", label=label)
+        for seed_result in result.get("per_seed", {}).values() if len(seeds) > 1 else ():
+            ax_r.plot(episodes, seed_result["return_by_episode"], color=f"C{i}", alpha=0.35, linewidth=1)
     start = "random cells" if report.get("random_start") else "the corner"
     budget = report.get("budget_env_steps")
     title = f"held-out goals, start at {start}" + (f", {budget / 1e6:g}M training steps" if budget else "")
