@@ -397,8 +397,8 @@ class ReLIC(PPO):
         self.num_updates += 1
         self._after_update(ctx, full)
         keys = list(sums)
-        values = torch.stack([sums[k] / count for k in keys] + [explained_var]).tolist()
-        metrics = dict(zip([*keys, "losses/explained_variance"], values, strict=True))
+        averages = torch.stack([sums[k] / count for k in keys] + [explained_var]).tolist()
+        metrics = dict(zip([*keys, "losses/explained_variance"], averages, strict=True))
         metrics["charts/learning_rate"] = lr
         metrics["charts/context_length"] = float(ctx.p)
         metrics["charts/full_update"] = float(full)
