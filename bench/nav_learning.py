@@ -11,9 +11,10 @@ and mean return for each episode index within the trial, next to a uniformly ran
 ``relic.step_ms.<context>`` is the per-step latency of acting with the KV cache after a context of
 that many steps (one env), ``relic.step_ms_recompute.<context>`` the same step done by recomputing
 the whole sequence (measured where it takes under a minute, extrapolated quadratically otherwise,
-as the JSON says). Pieces are JSON files in ``bench/results/nav_learning/``, one per method and
-seed (``--seed 2 --algos lstm_nav`` adds one); the report averages each method over every seed that
-has a piece at the budget asked for, with the seeds' own curves under ``per_seed``.
+as the JSON says), ``relic.cache_mib.<context>`` the KV cache's memory there. Pieces are JSON
+files in ``bench/results/nav_learning/``, one per method and seed (``--seed 2 --algos lstm_nav``
+adds one); the report averages each method over every seed that has a piece at the budget asked
+for, with the seeds' own curves under ``per_seed``.
 """
 
 from __future__ import annotations
@@ -217,16 +218,18 @@ def main() -> None:
         run_piece(PIECES, f"train_{algo}_{args.steps}{variant(args)}", lambda a=algo: train_piece(a, args))
     for algo, name in names.items():
         report[name] = over_seeds(algo, args)
-    step_ms, recompute = {}, {}
+    step_ms, recompute, cache_mib = {}, {}, {}
     for context in (1024, 8192, 65536):
         piece = run_piece(PIECES, f"latency_{context}", lambda c=context: latency_piece(c))
         step_ms[str(context)] = piece["step_ms"]
+        cache_mib[str(context)] = piece["cache_mib"]
         if "step_ms_recompute" in piece:
             recompute[str(context)] = piece["step_ms_recompute"]
     recompute["65536"] = recompute["8192"] * 64
     report.setdefault("relic", {})
     report["relic"]["step_ms"] = step_ms
     report["relic"]["step_ms_recompute"] = recompute
+    report["relic"]["cache_mib"] = cache_mib
     report["relic"]["step_ms_recompute_note"] = "1k and 8k measured; 64k extrapolated as 8k x 64 (quadratic)"
     out_path.write_text(json.dumps(report, indent=2))
     print(json.dumps(report, indent=2))
