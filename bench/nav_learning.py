@@ -86,7 +86,7 @@ def over_seeds(algo: str, args: argparse.Namespace) -> dict[str, Any]:
     """Every seed's piece of ``algo`` at this budget and start variant, and their mean per episode
     index; ``success_ci95_by_episode`` is the 95 % binomial half-width over the pooled held-out
     trials (``per_seed`` shows the spread between seeds, which that interval does not include)."""
-    prefix = f"train_{algo}_{args.steps}{'_random_start' if args.random_start else ''}_s"
+    prefix = f"train_{algo}_{args.steps}{start_variant(args)}_s"
     per_seed = {
         path.stem[len(prefix) :]: json.loads(path.read_text())
         for path in sorted(PIECES.glob(f"{prefix}*.json"))
@@ -105,9 +105,14 @@ def over_seeds(algo: str, args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def start_variant(args: argparse.Namespace) -> str:
+    """Suffix of the file names of the random-start variant ("" for corner starts)."""
+    return "_random_start" if args.random_start else ""
+
+
 def variant(args: argparse.Namespace) -> str:
     """Suffix of the piece and run names: the start-cell variant and the seed."""
-    return f"{'_random_start' if args.random_start else ''}_s{args.seed}"
+    return f"{start_variant(args)}_s{args.seed}"
 
 
 def task_overrides(args: argparse.Namespace) -> dict[str, Any]:
@@ -197,7 +202,7 @@ def main() -> None:
     parser.add_argument("--algos", nargs="+", default=["relic", "lstm_nav"])
     parser.add_argument("--report", action="store_true", help="print the stored JSON and exit")
     args = parser.parse_args()
-    out_path = RESULTS / f"nav_learning{'_random_start' if args.random_start else ''}.json"
+    out_path = RESULTS / f"nav_learning{start_variant(args)}.json"
     if args.report:
         print(out_path.read_text())
         return
@@ -210,7 +215,7 @@ def main() -> None:
     }
     report["random"] = run_piece(
         PIECES,
-        f"random{'_random_start' if args.random_start else ''}",
+        f"random{start_variant(args)}",
         lambda: trial_curve(None, args.trials, args.trial_episodes, 10_001, task_overrides=task_overrides(args)),
     )
     names = {"relic": "relic", "lstm_nav": "lstm"}
