@@ -3,6 +3,7 @@
     .venv/bin/python bench/nav_learning.py                 # train both (resumable pieces), evaluate, time the cache
     .venv/bin/python bench/nav_learning.py --report        # print bench/results/nav_learning.json
     .venv/bin/python bench/nav_learning.py --random-start --steps 1000000   # the harder variant
+    .venv/bin/python bench/nav_learning.py --device cuda --speed-only     # on a GPU: latency and training speed
 
 Each method trains through the one loop (``embodied train Nav/Darkroom-v0 --algo relic`` /
 ``--algo lstm_nav``) on the training goal cells, then plays ``--trials`` trials whose goals are the
@@ -15,12 +16,19 @@ as the JSON says), ``relic.cache_mib.<context>`` the KV cache's memory there. Pi
 files in ``bench/results/nav_learning/``, one per method and seed (``--seed 2 --algos lstm_nav``
 adds one); the report averages each method over every seed that has a piece at the budget asked
 for, with the seeds' own curves under ``per_seed``.
+
+``--speed-only`` measures, on ``--device`` (run it once per device), ReLIC's step latency
+(pieces ``<device>_latency_<context>``) and how many env steps per second the training loop runs for
+each method (``<device>_train_speed_<algo>_<envs>``: ``--speed-steps`` steps from scratch, start-up
+included, at 16 envs and at ``--speed-envs``). The report then carries them under
+``<method>.train_steps_per_s`` and ``relic.step_ms_by_device``, keyed by device and processor.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -156,17 +164,23 @@ def train_piece(algo: str, args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def latency_piece(context: int) -> dict[str, Any]:
+def sync(device: str) -> None:
+    """Wait for the GPU's queued work (a time must include finishing it); nothing on the CPU."""
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def latency_piece(context: int, device: str = "cpu") -> dict[str, Any]:
     """Per-step ms with the KV cache after ``context`` steps, and by recomputing the whole sequence."""
     from embodied.policies.kv_transformer import context_mask
     from embodied.policies.relic import ReLIC, ReLICCfg
 
     torch.set_num_threads(1)
-    env = build_env(TASK, 1, "cpu", 0)
+    env = build_env(TASK, 1, device, 0)
     reps = 20
     # room for the warm-up and timed steps: a full context would slide (drop its oldest steps)
     cfg = ReLICCfg(eval_max_context=context + reps + 16)
-    learner = ReLIC(cfg, env.single_observation_space, env.single_action_space, 1)
+    learner = ReLIC(cfg, env.single_observation_space, env.single_action_space, 1, device)
     ctx = learner._context(1, deterministic=True)
     while ctx.grow():  # the context a long trial would have grown to
         pass
@@ -174,22 +188,98 @@ def latency_piece(context: int) -> dict[str, Any]:
     obs, _ = env.reset(seed=0)
     for _ in range(3):
         learner.act(obs, deterministic=True)
+    sync(device)
     t0 = time.perf_counter()
     for _ in range(reps):
         learner.act(obs, deterministic=True)
+    sync(device)
     cached = (time.perf_counter() - t0) / reps * 1e3
-    out: dict[str, Any] = {"context": context, "step_ms": cached, "cache_mib": ctx.cache.nbytes() / 2**20}
+    out: dict[str, Any] = {
+        "context": context,
+        "device": device,
+        "step_ms": cached,
+        "cache_mib": ctx.cache.nbytes() / 2**20,
+        "machine": machine(device),
+    }
     if context <= 8192:
         n = context  # what one step costs without a cache: a forward over the whole context
         with torch.no_grad():
+            learner.model(ctx.tokens[:, :n], context_mask(ctx.seg, 0, n))  # warm-up (CUDA kernels, allocator)
+            sync(device)
             t0 = time.perf_counter()
             learner.model(ctx.tokens[:, :n], context_mask(ctx.seg, 0, n))
+            sync(device)
             out["step_ms_recompute"] = (time.perf_counter() - t0) * 1e3
         out["recompute"] = "measured: one forward over the whole context (what a step costs without a cache)"
     else:
         out["recompute"] = "extrapolated quadratically from 8k (attention over n^2 pairs; the mask alone is n^2 bytes)"
     env.close()
     return out
+
+
+def train_speed_piece(algo: str, device: str, num_envs: int, steps: int) -> dict[str, Any]:
+    """Env steps per second of ``embodied train`` for ``steps`` steps from scratch (start-up included)."""
+    torch.set_num_threads(1)
+    run_dir = PIECES / "runs" / f"speed_{algo}_{device.replace(':', '')}_{num_envs}"
+    shutil.rmtree(run_dir, ignore_errors=True)
+    cfg = TrainCfg(
+        total_steps=steps,
+        num_envs=num_envs,
+        seed=1,
+        device=device,
+        run_dir=str(run_dir),
+        progress=False,
+        eval_episodes=0,
+        checkpoint_every=steps,
+    )
+    t0 = time.perf_counter()
+    train(TASK, algo, cfg, task_overrides={"trial_episodes": 5, "random_start": False})
+    sync(device)
+    seconds = time.perf_counter() - t0
+    return {
+        "algo": algo,
+        "device": device,
+        "num_envs": num_envs,
+        "steps": steps,
+        "seconds": seconds,
+        "steps_per_s": steps / seconds,
+        "minutes_per_5M_steps": 5e6 / (steps / seconds) / 60,
+        "machine": machine(device),
+        "code": code_state("policies/relic.py", "policies/kv_transformer.py", "policies/train.py"),
+    }
+
+
+def speed_only(args: argparse.Namespace) -> None:
+    """ReLIC's latency and both methods' training speed on ``args.device``."""
+    device, prefix = args.device, args.device.replace(":", "")
+    for context in (1024, 8192, 65536):
+        run_piece(PIECES, f"{prefix}_latency_{context}", lambda c=context: latency_piece(c, device))
+    for algo in args.algos:
+        for envs in sorted({16, args.speed_envs}):
+            run_piece(
+                PIECES,
+                f"{prefix}_train_speed_{algo}_{envs}",
+                # at least two trials per env: ten partial updates, two of them full
+                lambda a=algo, n=envs: train_speed_piece(a, device, n, max(args.speed_steps, 1000 * n)),
+            )
+
+
+def speed_report(report: dict[str, Any]) -> None:
+    """Copy the ``--speed-only`` pieces measured so far into the report."""
+    names = {"relic": "relic", "lstm_nav": "lstm"}
+    for path in sorted(PIECES.glob("*_train_speed_*.json")):
+        piece = json.loads(path.read_text())
+        rates = report.setdefault(names[piece["algo"]], {}).setdefault("train_steps_per_s", {})
+        where = f"{piece['device']} ({piece['machine'].get('gpu') or piece['machine']['cpu']})"
+        rates[f"{where}, {piece['num_envs']} envs"] = round(piece["steps_per_s"], 1)
+    relic = report.setdefault("relic", {})
+    for path in sorted(PIECES.glob("*_latency_*.json")):  # the device-named pieces of --speed-only
+        piece = json.loads(path.read_text())
+        where = f"{piece['device']} ({piece['machine'].get('gpu') or piece['machine']['cpu']})"
+        relic.setdefault("step_ms_by_device", {}).setdefault(where, {})[str(piece["context"])] = piece["step_ms"]
+        if "step_ms_recompute" in piece:
+            recompute = relic.setdefault("step_ms_recompute_by_device", {}).setdefault(where, {})
+            recompute[str(piece["context"])] = piece["step_ms_recompute"]
 
 
 def main() -> None:
@@ -201,7 +291,14 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--algos", nargs="+", default=["relic", "lstm_nav"])
     parser.add_argument("--report", action="store_true", help="print the stored JSON and exit")
+    parser.add_argument("--device", default="cpu", help="'cpu' or 'cuda' (ReLIC's latency and --speed-only)")
+    parser.add_argument("--speed-only", action="store_true", help="measure latency and training speed only")
+    parser.add_argument("--speed-steps", type=int, default=50_000, help="env steps of each training-speed run")
+    parser.add_argument("--speed-envs", type=int, default=256, help="a second env count for the speed runs")
     args = parser.parse_args()
+    if args.speed_only:
+        speed_only(args)
+        return
     out_path = RESULTS / f"nav_learning{start_variant(args)}.json"
     if args.report:
         print(out_path.read_text())
@@ -236,6 +333,7 @@ def main() -> None:
     report["relic"]["step_ms_recompute"] = recompute
     report["relic"]["cache_mib"] = cache_mib
     report["relic"]["step_ms_recompute_note"] = "1k and 8k measured; 64k extrapolated as 8k x 64 (quadratic)"
+    speed_report(report)
     out_path.write_text(json.dumps(report, indent=2))
     print(json.dumps(report, indent=2))
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import torch
 import warp as wp
 
-from embodied.sim.nav.scene import Scene, SceneBatch, wp_device
+from embodied.sim.nav.scene import Scene, SceneBatch, wp_device, wp_stream
 
 STOP, MOVE_FORWARD, TURN_LEFT, TURN_RIGHT = 0, 1, 2, 3
 ACTION_NAMES: tuple[str, ...] = ("stop", "move_forward", "turn_left", "turn_right")
@@ -150,5 +150,6 @@ class AgentMover:
                 wp.from_torch(self.collided),
             ],
             device=wp_device(self.device),
+            stream=wp_stream(self.device),
         )
         return self.collided.bool()

@@ -39,7 +39,7 @@ import torch
 import warp as wp
 
 from embodied.sim.batch_threads import BatchThreads
-from embodied.sim.nav.scene import CEILING_ID, CLASS_COLOURS, FLOOR_ID, Scene, SceneBatch, wp_device
+from embodied.sim.nav.scene import CEILING_ID, CLASS_COLOURS, FLOOR_ID, Scene, SceneBatch, wp_device, wp_stream
 
 wp.config.quiet = True
 
@@ -322,6 +322,7 @@ class RayCaster:
         colour = torch.empty(n, cam.height, cam.width, 3, dtype=torch.uint8, device=dev) if rgb else None
         unused = torch.empty(1, 1, 1, 1, dtype=torch.uint8, device=dev)
         poses = wp.from_torch(pose.to(torch.float32).contiguous(), dtype=wp.vec3)
+        stream = wp_stream(dev)
 
         def render_chunk(k: int, a: int, b: int) -> None:
             wp.launch(
@@ -349,6 +350,7 @@ class RayCaster:
                     CEILING_ID,
                 ],
                 device=wp_device(dev),
+                stream=stream,
             )
 
         self._threads.run(n, render_chunk)

@@ -141,6 +141,14 @@ def wp_device(device: torch.device) -> str:
     return wp.device_from_torch(device).alias
 
 
+def wp_stream(device: torch.device) -> wp.Stream | None:
+    """Torch's current stream on a CUDA ``device`` as a Warp stream (None on the CPU).
+
+    Warp launches on its own stream by default; launching on torch's keeps the kernels ordered
+    after the torch ops that wrote their inputs and before the ones that read their outputs."""
+    return wp.stream_from_torch(torch.cuda.current_stream(device)) if device.type == "cuda" else None
+
+
 def uniform_grid(house: House) -> tuple[np.ndarray, tuple[int, int], np.ndarray, np.ndarray]:
     """(origin (2,), (cols, rows), cell_start (cells + 1,), items) of ``house``'s 2-D grid (cell (r, c) is r * cols + c)."""
     origin = np.array([-CELL, -CELL], np.float32)
