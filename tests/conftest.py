@@ -2,11 +2,12 @@
 
 import os
 
-os.environ.setdefault("MUJOCO_GL", "egl")
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
+
+import embodied.sim.physics.mujoco_batch  # noqa: E402, F401  (picks MuJoCo's OpenGL backend before any test imports mujoco)
 
 torch.set_num_threads(1)
 

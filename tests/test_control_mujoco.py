@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import io
+import os
+import subprocess
+import sys
 
 import gymnasium
 import numpy as np
@@ -234,3 +237,26 @@ def test_render(task_id):
     assert env.render(1, width=96, height=64).shape == (64, 96, 3)
     assert env.render(0, width=640, height=480).shape == (480, 640, 3)  # larger than the model's buffer
     env.close()
+
+
+def test_headless_gl_backend_is_egl_only_where_libegl_exists():
+    assert mujoco_batch.headless_gl_backend(lambda name: "libEGL.so.1" if name == "EGL" else None) == "egl"
+    assert mujoco_batch.headless_gl_backend(lambda name: None) == "disable"
+
+
+def test_physics_runs_without_opengl_and_render_explains_what_to_install():
+    """With no OpenGL backend (a GPU server without libEGL), tasks still step; render says what is missing."""
+    code = (
+        "import embodied, torch\n"
+        "env = embodied.make('Control/Reacher-v0', num_envs=2, seed=0)\n"
+        "env.reset(seed=0)\n"
+        "env.step(torch.zeros(2, 2))\n"
+        "try:\n"
+        "    env.render(0, width=32, height=32)\n"
+        "except RuntimeError as err:\n"
+        "    print('render error:', err)\n"
+    )
+    env = {**os.environ, "MUJOCO_GL": "disable"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "render error:" in out.stdout and "libegl1" in out.stdout

@@ -269,7 +269,7 @@ def test_cuda_frames_and_moves_match_cpu():
         scene = SceneBatch(n, device=dev)
         for e in range(n):
             scene.set_house(e, generate_house(e))
-        pose, mover = start.to(dev), AgentMover(AgentCfg(), n, dev)
+        pose, mover = start.clone().to(dev), AgentMover(AgentCfg(), n, dev)
         for step_actions in actions:
             mover.step(scene, pose, step_actions.to(dev))
         frames = RayCaster(camera, n, dev).render(scene, pose)

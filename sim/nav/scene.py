@@ -137,7 +137,9 @@ class SceneBatch:
 
 
 def wp_device(device: torch.device) -> str:
-    """Warp's name for a torch device."""
+    """Warp's name for a torch device ("cuda" without an index is torch's current CUDA device)."""
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", torch.cuda.current_device())
     return wp.device_from_torch(device).alias
 
 

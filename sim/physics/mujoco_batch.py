@@ -9,21 +9,32 @@ the results do not depend on the thread count.
 
 Envs share the model until domain randomisation changes one of its physical parameters; that
 env then gets its own copy. Offscreen rendering needs an OpenGL backend: on a machine without
-a display this module selects EGL (``MUJOCO_GL=egl``) unless ``MUJOCO_GL`` is already set.
+a display this module selects EGL (``MUJOCO_GL=egl``) unless ``MUJOCO_GL`` is already set, or
+none at all where libEGL is not installed (physics runs; ``render`` says what to install).
 """
 
 from __future__ import annotations
 
 import copy
+import ctypes.util
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+
+def headless_gl_backend(find_library: Callable[[str], str | None] = ctypes.util.find_library) -> str:
+    """MUJOCO_GL for a Linux machine without a display: EGL, or "disable" where libEGL is missing.
+
+    ``import mujoco`` with MUJOCO_GL=egl and no libEGL fails inside PyOpenGL (an AttributeError
+    that MuJoCo does not catch), which would stop physics that needs no OpenGL at all."""
+    return "egl" if find_library("EGL") else "disable"
+
+
 # MuJoCo picks its OpenGL backend when it is first imported; without a display, GLFW cannot work.
 if "MUJOCO_GL" not in os.environ and not os.environ.get("DISPLAY") and sys.platform.startswith("linux"):
-    os.environ["MUJOCO_GL"] = "egl"
+    os.environ["MUJOCO_GL"] = headless_gl_backend()
 
 import mujoco  # noqa: E402
 import numpy as np  # noqa: E402
