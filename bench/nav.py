@@ -6,8 +6,9 @@
 
 Keys: ``sim.steps_per_s.<n>`` for n = 1, 16, 64 envs: full env steps (Habitat actions through the
 agent kernel, one ray-cast launch for all envs' 128x128 depth frames, reward, measures, same-step
-autoreset) with random motions (``env.random_action()``: never stop, so houses are not rebuilt while
-timing), timed after 20 warm-up steps, torch on one thread, Warp's CPU kernels on one thread.
+autoreset) with random motions (``env.random_action()``: never stop), timed after 20 warm-up steps
+for at most ``SECONDS`` and never past the first episode's end (500 steps: every env would reset
+at once and build a new house), torch on one thread, Warp's CPU kernels on one thread.
 ``sim.frames_per_s.<n>``: the ray caster alone (depth only), n frames per launch.
 ``sim.miniworld_steps_per_s``: MiniWorld 2.1.0's ``MiniWorld-FourRooms-v0`` with 128x128 observations,
 random actions, one env (it renders one view per call with OpenGL under Xvfb; bench/.venv-miniworld
@@ -83,8 +84,11 @@ def env_steps(num_envs: int, device: str = "cpu") -> dict[str, Any]:
     for _ in range(20):
         env.step(env.random_action())
     sync(device)
+    # every env's episode ends at the same step and the autoreset then builds a new house for each
+    # (milliseconds per house, on the CPU): time within the first episode, where nothing resets
+    calls_left = env.max_episode_steps - 20 - 1
     steps, start = 0, time.perf_counter()
-    while time.perf_counter() - start < SECONDS:
+    while time.perf_counter() - start < SECONDS and steps < calls_left:
         env.step(env.random_action())
         steps += 1
     sync(device)
