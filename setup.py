@@ -44,6 +44,7 @@ setup(
     install_requires=[
         "torch>=2.4",  # install torch==2.13.0 first (CPU wheel); see the Makefile
         "numpy>=1.26",
+        "scipy>=1.10",  # connected regions of the nav houses' free space
         "gymnasium[mujoco]==1.4.0",
         "mujoco>=3.2",
         "warp-lang>=1.5",

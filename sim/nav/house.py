@@ -23,10 +23,10 @@ scene datasets: houses built from the held-out range are never seen in training.
 
 from __future__ import annotations
 
-from collections import deque
 from dataclasses import dataclass, field
 
 import numpy as np
+import scipy.ndimage
 
 SEMANTIC_CLASSES: tuple[str, ...] = (
     "void",
@@ -281,20 +281,7 @@ def _goals_reachable(house: House) -> bool:
     from embodied.sim.nav.geodesic import OccupancyGrid  # geodesic imports this module
 
     grid = OccupancyGrid.of(house)
-    free = grid.free
-    if not free.any():
-        return False
-    start = tuple(np.argwhere(free)[0])
-    seen = np.zeros_like(free)
-    seen[start] = True
-    queue = deque([start])
-    rows, cols = free.shape
-    while queue:
-        r, c = queue.popleft()
-        for nr, nc in ((r + 1, c), (r - 1, c), (r, c + 1), (r, c - 1)):
-            if 0 <= nr < rows and 0 <= nc < cols and free[nr, nc] and not seen[nr, nc]:
-                seen[nr, nc] = True
-                queue.append((nr, nc))
-    if seen.sum() != free.sum():
+    _, regions = scipy.ndimage.label(grid.free)  # 4-connected, as the agent moves between cells
+    if regions != 1:
         return False
     return all(np.isfinite(grid.goal_seeds(house, g)).any() for g in range(len(GOAL_CATEGORIES)))
