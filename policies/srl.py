@@ -67,6 +67,11 @@ class SRLCfg(SACCfg):
     """Take the temporal-recall actor step every this many gradient steps. 1 (the default) is
     once per primitive transition; 0 means J, once per decision, amortising its J-step unroll and
     J critic calls (at J=8 a training step costs about 8x SAC's with 1, about 2x with 0)."""
+    actor_starts: int | None = None
+    """Sampled states that each start a J-step temporal-recall unroll. None (the paper's): every
+    state of the batch, so the actor step scores J x batch_size imagined states. 0: batch_size // J,
+    as many imagined states as SAC's actor step scores, which keeps the step's cost near SAC's
+    while still taking one actor step per primitive transition."""
 
 
 # ---------------------------------------------------------------------------- networks
@@ -147,6 +152,11 @@ class SRL(SAC):
             raise ValueError(f"SRL's J (actions per decision) must be an int >= 1, got {cfg.J!r}")
         if isinstance(cfg.actor_every, bool) or not isinstance(cfg.actor_every, int) or cfg.actor_every < 0:
             raise ValueError(f"SRL's actor_every must be an int >= 1, or 0 for once per decision; got {cfg.actor_every!r}")
+        starts = cfg.actor_starts
+        if starts is not None and (isinstance(starts, bool) or not isinstance(starts, int) or not 0 <= starts <= cfg.batch_size):
+            raise ValueError(
+                f"SRL's actor_starts must be None, 0 (batch_size // J) or an int in 1..batch_size ({cfg.batch_size}); got {starts!r}"
+            )
         # Under the rate adapter with action_sequence the env's action space is (J, act_dim):
         # everything inside the learner works on one primitive action.
         if isinstance(action_space, gymnasium.spaces.Box) and len(action_space.shape) == 2:
@@ -309,7 +319,8 @@ class SRL(SAC):
 
         metrics: dict[str, torch.Tensor] = {}
         if self.num_gradient_steps % (cfg.policy_frequency * (cfg.actor_every or self.J)) == 0:
-            metrics = self._actor_steps(lambda: self._temporal_recall_loss(obs, prev), log)
+            k = cfg.batch_size if cfg.actor_starts is None else cfg.actor_starts or max(1, cfg.batch_size // self.J)
+            metrics = self._actor_steps(lambda: self._temporal_recall_loss(obs[:k], prev[:k]), log)  # a random sample
 
         if self.num_gradient_steps % cfg.target_network_frequency == 0:
             polyak_update(self._q_target_params, self._q_params, cfg.tau)

@@ -183,6 +183,32 @@ def test_actor_every_amortises_the_temporal_recall_step():
         make_srl(4, actor_every=-1)
 
 
+def test_actor_starts_sets_how_many_states_start_the_recall_unroll():
+    sizes = {}
+    for starts in (None, 0, 3):
+        env, learner = make_srl(4, num_envs=2, learning_starts=8, batch_size=8, actor_starts=starts)
+        seen = []
+        original = learner._temporal_recall_loss
+
+        def recording(obs, prev, original=original, seen=seen):
+            seen.append(obs.shape[0])
+            return original(obs, prev)
+
+        learner._temporal_recall_loss = recording
+        obs, _ = env.reset(seed=0)
+        for _ in range(4):
+            action = learner.act(obs)
+            obs, reward, terminated, truncated, info = env.step(action)
+            learner.observe(obs, action, reward, info["final_obs"], terminated, truncated, info)
+            if learner.ready_to_update():
+                learner.update()
+        sizes[starts] = set(seen)
+    assert sizes == {None: {8}, 0: {2}, 3: {3}}  # 0: batch_size // J
+    for bad in (-1, 9, 2.5, True):
+        with pytest.raises(ValueError, match="actor_starts"):
+            make_srl(4, batch_size=8, actor_starts=bad)
+
+
 _GROWTH_PROBE = """
 import torch
 torch.set_num_threads(1)
