@@ -4,6 +4,7 @@
     .venv/bin/python bench/nav_learning.py --report        # print bench/results/nav_learning.json
     .venv/bin/python bench/nav_learning.py --random-start --steps 1000000   # the harder variant
     .venv/bin/python bench/nav_learning.py --device cuda --speed-only     # on a GPU: latency and training speed
+    .venv/bin/python bench/nav_learning.py --validate-every 250000 --seed 6   # keep the best validated policy
 
 Each method trains through the one loop (``embodied train Nav/Darkroom-v0 --algo relic`` /
 ``--algo lstm_nav``) on the training goal cells, then plays ``--trials`` trials whose goals are the
@@ -94,7 +95,7 @@ def over_seeds(algo: str, args: argparse.Namespace) -> dict[str, Any]:
     """Every seed's piece of ``algo`` at this budget and start variant, and their mean per episode
     index; ``success_ci95_by_episode`` is the 95 % binomial half-width over the pooled held-out
     trials (``per_seed`` shows the spread between seeds, which that interval does not include)."""
-    prefix = f"train_{algo}_{args.steps}{start_variant(args)}_s"
+    prefix = f"train_{algo}_{args.steps}{setting(args)}_s"
     per_seed = {
         path.stem[len(prefix) :]: json.loads(path.read_text())
         for path in sorted(PIECES.glob(f"{prefix}*.json"))
@@ -118,9 +119,14 @@ def start_variant(args: argparse.Namespace) -> str:
     return "_random_start" if args.random_start else ""
 
 
+def setting(args: argparse.Namespace) -> str:
+    """Suffix of the trained runs' pieces and report: the start variant and ``--validate-every``."""
+    return start_variant(args) + (f"_best{args.validate_every}" if args.validate_every else "")
+
+
 def variant(args: argparse.Namespace) -> str:
-    """Suffix of the piece and run names: the start-cell variant and the seed."""
-    return f"{start_variant(args)}_s{args.seed}"
+    """Suffix of the piece and run names: the setting and the seed."""
+    return f"{setting(args)}_s{args.seed}"
 
 
 def task_overrides(args: argparse.Namespace) -> dict[str, Any]:
@@ -146,10 +152,17 @@ def train_piece(algo: str, args: argparse.Namespace) -> dict[str, Any]:
         algo,
         cfg,
         task_overrides=task_overrides(args),
+        learner_overrides=(
+            {"validate_every": args.validate_every, "validation_trial_episodes": args.trial_episodes}
+            if args.validate_every
+            else None
+        ),
         resume=resume,
         total_steps=args.steps if resume else None,
     )
-    learner, _ = load_policy(run_dir / "checkpoint.pt")
+    # with validation, the policy of the best validation on the training goals is the one evaluated
+    policy = run_dir / ("best_policy.pt" if args.validate_every else "checkpoint.pt")
+    learner, _ = load_policy(policy)
     curve = trial_curve(
         learner, args.trials, args.trial_episodes, seed=10_000 + args.seed, task_overrides=task_overrides(args)
     )
@@ -157,6 +170,8 @@ def train_piece(algo: str, args: argparse.Namespace) -> dict[str, Any]:
         "algo": algo,
         "train_steps": args.steps,
         "random_start": args.random_start,
+        "validate_every": args.validate_every,
+        "evaluated": policy.name,
         "train_s": time.perf_counter() - t0,
         **curve,
         "machine": machine(),
@@ -290,6 +305,8 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=200)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--algos", nargs="+", default=["relic", "lstm_nav"])
+    parser.add_argument("--validate-every", type=int, default=0,
+                        help="validate on whole training-goal trials every N steps and evaluate the best policy")
     parser.add_argument("--report", action="store_true", help="print the stored JSON and exit")
     parser.add_argument("--device", default="cpu", help="'cpu' or 'cuda' (ReLIC's latency and --speed-only)")
     parser.add_argument("--speed-only", action="store_true", help="measure latency and training speed only")
@@ -299,7 +316,7 @@ def main() -> None:
     if args.speed_only:
         speed_only(args)
         return
-    out_path = RESULTS / f"nav_learning{start_variant(args)}.json"
+    out_path = RESULTS / f"nav_learning{setting(args)}.json"
     if args.report:
         print(out_path.read_text())
         return

@@ -31,6 +31,9 @@ class ValidationPlan(NamedTuple):
     """Episodes per validation (one env each)."""
     seed: int
     """Seed of the held-out validation env, the same at every validation."""
+    episodes_per_env: int = 1
+    """Consecutive episodes each validation env plays (a learner with memory across episodes, such
+    as ReLIC over a trial, is judged on whole trials)."""
 
 
 class Learner(ABC):

@@ -47,7 +47,7 @@ import gymnasium
 import torch
 from torch import nn
 
-from embodied.policies.base import Learner
+from embodied.policies.base import Learner, ValidationPlan
 from embodied.policies.buffers import gae
 from embodied.policies.kv_transformer import CausalTransformer, TokenEmbed, context_mask
 from embodied.policies.nets import RunningMeanStd, flat_box_dim
@@ -89,6 +89,16 @@ class ReLICCfg(PPOCfg):
     """Observation entry that is 1 on a trial's first step; None: every episode is its own trial."""
     trial_done_key: str = "trial_done"
     """``info`` key marking a step that ends a trial (GAE's done)."""
+    validate_every: int = 0
+    """Env steps between validations (0: none). A validation plays ``validation_trials`` whole trials
+    on the task's own (training) goals and the loop keeps the policy with the best mean return as
+    ``best_policy.pt``, so a run that collapses late still leaves its best policy."""
+    validation_trials: int = 32
+    """Trials per validation, one env each."""
+    validation_trial_episodes: int = 5
+    """Episodes each validation trial plays: the task's ``trial_episodes``."""
+    validation_seed: int = 20_000
+    """Seed of the validation env (the same trials at every validation)."""
     eval_policy: Literal["sample", "greedy"] = "sample"
     """What ``act(deterministic=True)`` (evaluation) does: sample from the policy (its exploration is part
     of in-context learning; an argmax policy can circle forever in a room it has not explored) or argmax."""
@@ -173,6 +183,8 @@ class ReLIC(PPO):
         memory) has not processed yet."""
         self._updates_seen = 0
         """The driver's update count at the last rollout state (a worker's copy only)."""
+        self.best_return: float | None = None
+        """Best mean validation return so far (``validate_every``), None before the first."""
 
     # ------------------------------------------------------------------ the core (the LSTM baseline overrides these)
     def _build_model(self) -> nn.Module:
@@ -433,9 +445,27 @@ class ReLIC(PPO):
             ctx.p0 = ctx.pf = ctx.p  # evaluation has no chunk waiting for an update
         ctx.compact(ctx.trial_starts(), keep=ctx.capacity // 2)
 
+    # ------------------------------------------------------------------ keeping the best policy
+    def validation(self) -> ValidationPlan | None:
+        """Whole trials on the training goals every ``validate_every`` steps (see ``ReLICCfg``)."""
+        cfg = self.cfg
+        if cfg.validate_every <= 0 or cfg.validation_trials <= 0:
+            return None
+        return ValidationPlan(cfg.validate_every, cfg.validation_trials, cfg.validation_seed,
+                              cfg.validation_trial_episodes)
+
+    def on_validation(self, summary: dict[str, Any], step: int) -> bool:
+        """True (the loop saves ``best_policy.pt``) when the mean return over the trials is the best yet."""
+        score = float(summary["return_mean"])
+        if self.best_return is not None and score <= self.best_return:
+            return False
+        self.best_return = score
+        return True
+
     # ------------------------------------------------------------------ checkpoints
     def state_dict(self) -> dict[str, Any]:
         return {
+            "best_return": self.best_return,
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "obs_rms": self.obs_rms.state_dict(),
@@ -458,6 +488,7 @@ class ReLIC(PPO):
         self.num_transitions = int(state["counters"]["num_transitions"])
         self.num_updates = int(state["counters"]["num_updates"])
         self._core_filled = bool(state.get("core_filled", True))
+        self.best_return = state.get("best_return")
         self._last, self._mode, self.eval_ctx = None, "train", None
 
     def policy_state_dict(self) -> dict[str, Any]:

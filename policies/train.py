@@ -292,8 +292,9 @@ def train(
 
     def validate() -> None:
         assert validation is not None
-        summary = evaluate(run.task_id, learner, validation.episodes, seed=validation.seed, device=cfg.device,
-                           num_envs=validation.episodes, task_overrides=run.task_overrides, adapters=run.adapters)
+        summary = evaluate(run.task_id, learner, validation.episodes * validation.episodes_per_env,
+                           seed=validation.seed, device=cfg.device, num_envs=validation.episodes,
+                           task_overrides=run.task_overrides, adapters=run.adapters)
         if learner.on_validation(summary, global_step):
             save_checkpoint(run_dir / "best_policy.pt", {
                 "task_id": run.task_id, "algo": run.algo, "run": dataclasses.asdict(run), "policy_only": True,

@@ -15,7 +15,7 @@ from embodied.policies import LEARNERS
 from embodied.policies.checkpoint import first_difference, load_checkpoint
 from embodied.policies.kv_transformer import CausalTransformer, context_mask
 from embodied.policies.relic import LSTMNav, LSTMNavCfg, ReLIC, ReLICCfg
-from embodied.policies.train import TrainCfg, load_policy, train
+from embodied.policies.train import TrainCfg, build_env, load_policy, train
 
 TASK = "Nav/Darkroom-v0"
 
@@ -361,3 +361,37 @@ def test_in_context_learners_act_in_rollout_workers(tmp_path, algo):
     assert reference["learner"]["counters"]["num_updates"] == 10
     assert first_difference(reference["learner"], resumed["learner"]) is None
     assert first_difference(reference["workers"], resumed["workers"]) is None
+
+
+def test_validation_plays_whole_trials_and_keeps_the_best_policy(tmp_path, monkeypatch):
+    """``validate_every``: whole trials (every episode of each, one env per trial) on the training
+    goals; the best mean return so far is saved as best_policy.pt and survives a checkpoint."""
+    import embodied.policies.train as train_module
+
+    calls, real = [], train_module.evaluate
+
+    def recording(task_id, learner, episodes, **kwargs):
+        summary = real(task_id, learner, episodes, **kwargs)
+        calls.append((episodes, kwargs["num_envs"], summary["return_mean"]))
+        return summary
+
+    monkeypatch.setattr(train_module, "evaluate", recording)
+    torch.set_num_threads(1)
+    overrides = {"update_every": 50, "max_context": 512, "validate_every": 2000, "validation_trials": 4,
+                 "validation_trial_episodes": 3}
+    run = train(
+        TASK,
+        "relic",
+        TrainCfg(total_steps=6000, num_envs=4, seed=1, run_dir=str(tmp_path / "r"), checkpoint_every=0,
+                 eval_episodes=0, progress=False, tensorboard=False),
+        {"trial_episodes": 3, "size": 5},
+        overrides,
+    )
+    assert [(episodes, envs) for episodes, envs, _ in calls] == [(12, 4)] * 3
+    best = load_checkpoint(run / "best_policy.pt")
+    assert best["validation"]["return_mean"] == max(score for *_, score in calls)
+    learner, _ = load_policy(run / "checkpoint.pt")
+    assert learner.best_return == best["validation"]["return_mean"]
+    policy, _ = load_policy(run / "best_policy.pt")
+    obs, _ = build_env(TASK, 4, "cpu", 0, {"trial_episodes": 3, "size": 5}).reset(seed=0)
+    assert policy.act(obs, deterministic=True).shape == (4, 5)
