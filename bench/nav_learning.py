@@ -5,6 +5,7 @@
     .venv/bin/python bench/nav_learning.py --random-start --steps 1000000   # the harder variant
     .venv/bin/python bench/nav_learning.py --device cuda --speed-only     # on a GPU: latency and training speed
     .venv/bin/python bench/nav_learning.py --validate-every 250000 --seed 6   # keep the best validated policy
+    .venv/bin/python bench/nav_learning.py --tag cosine --learner lr_anneal_steps=5000000 --learner lr_schedule=cosine
 
 Each method trains through the one loop (``embodied train Nav/Darkroom-v0 --algo relic`` /
 ``--algo lstm_nav``) on the training goal cells, then plays ``--trials`` trials whose goals are the
@@ -40,6 +41,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from pieces import REPO, code_state, machine, run_piece  # noqa: E402
 
+from embodied.config import parse_overrides  # noqa: E402
 from embodied.policies.train import TrainCfg, build_env, load_policy, train  # noqa: E402
 
 TASK = "Nav/Darkroom-v0"
@@ -120,8 +122,9 @@ def start_variant(args: argparse.Namespace) -> str:
 
 
 def setting(args: argparse.Namespace) -> str:
-    """Suffix of the trained runs' pieces and report: the start variant and ``--validate-every``."""
-    return start_variant(args) + (f"_best{args.validate_every}" if args.validate_every else "")
+    """Suffix of the trained runs' pieces and report: the start variant, ``--tag`` and ``--validate-every``."""
+    tag = f"_{args.tag}" if args.tag else ""
+    return start_variant(args) + tag + (f"_best{args.validate_every}" if args.validate_every else "")
 
 
 def variant(args: argparse.Namespace) -> str:
@@ -131,6 +134,14 @@ def variant(args: argparse.Namespace) -> str:
 
 def task_overrides(args: argparse.Namespace) -> dict[str, Any]:
     return {"trial_episodes": args.trial_episodes, "random_start": args.random_start}
+
+
+def learner_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """``--learner`` settings, plus validation's when ``--validate-every`` is given."""
+    out: dict[str, Any] = parse_overrides(args.learner)
+    if args.validate_every:
+        out |= {"validate_every": args.validate_every, "validation_trial_episodes": args.trial_episodes}
+    return out
 
 
 def train_piece(algo: str, args: argparse.Namespace) -> dict[str, Any]:
@@ -152,11 +163,7 @@ def train_piece(algo: str, args: argparse.Namespace) -> dict[str, Any]:
         algo,
         cfg,
         task_overrides=task_overrides(args),
-        learner_overrides=(
-            {"validate_every": args.validate_every, "validation_trial_episodes": args.trial_episodes}
-            if args.validate_every
-            else None
-        ),
+        learner_overrides=learner_overrides(args) or None,
         resume=resume,
         total_steps=args.steps if resume else None,
     )
@@ -171,6 +178,7 @@ def train_piece(algo: str, args: argparse.Namespace) -> dict[str, Any]:
         "train_steps": args.steps,
         "random_start": args.random_start,
         "validate_every": args.validate_every,
+        "learner_overrides": learner_overrides(args),
         "evaluated": policy.name,
         "train_s": time.perf_counter() - t0,
         **curve,
@@ -307,12 +315,19 @@ def main() -> None:
     parser.add_argument("--algos", nargs="+", default=["relic", "lstm_nav"])
     parser.add_argument("--validate-every", type=int, default=0,
                         help="validate on whole training-goal trials every N steps and evaluate the best policy")
+    parser.add_argument("--learner", action="append", default=[], metavar="KEY=VALUE",
+                        help="a learner setting for the trained runs (repeatable); needs --tag")
+    parser.add_argument("--tag", default="", help="names the --learner settings in the pieces' and report's file names")
     parser.add_argument("--report", action="store_true", help="print the stored JSON and exit")
     parser.add_argument("--device", default="cpu", help="'cpu' or 'cuda' (ReLIC's latency and --speed-only)")
     parser.add_argument("--speed-only", action="store_true", help="measure latency and training speed only")
     parser.add_argument("--speed-steps", type=int, default=50_000, help="env steps of each training-speed run")
     parser.add_argument("--speed-envs", type=int, default=256, help="a second env count for the speed runs")
     args = parser.parse_args()
+    if args.learner and not args.tag:
+        parser.error("--learner needs --tag, which keeps those runs' pieces apart from the defaults'")
+    if args.tag and not args.tag.replace("_", "").isalnum():
+        parser.error(f"--tag must be letters, digits and underscores, got {args.tag!r}")
     if args.speed_only:
         speed_only(args)
         return
