@@ -98,17 +98,30 @@ class GRUSequenceActor(nn.Module):
         self, hidden: torch.Tensor, previous: torch.Tensor, deterministic: bool = False
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """One GRU step: the new hidden state, an action (B, act_dim) and its log-prob (B,) (None if deterministic)."""
+        if deterministic:
+            hidden = self.cell(previous, hidden)
+            return hidden, torch.tanh(self.head(hidden).chunk(2, dim=-1)[0]), None
+        noise = torch.randn(previous.shape[0], self.head.out_features // 2, device=previous.device)
+        hidden, action, log_std = self.sample_step(hidden, previous, noise)
+        return hidden, action, self.log_prob(noise, log_std, action)
+
+    def sample_step(
+        self, hidden: torch.Tensor, previous: torch.Tensor, noise: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """One GRU step with the given standard-normal ``noise``: hidden state, action and log-std.
+        The log-prob is left to :meth:`log_prob`, which can then score a whole sequence at once."""
         hidden = self.cell(previous, hidden)
         mean, log_std = self.head(hidden).chunk(2, dim=-1)
-        if deterministic:
-            return hidden, torch.tanh(mean), None
         log_std = log_std.clamp(LOG_STD_MIN, LOG_STD_MAX)
-        noise = torch.randn_like(mean)
-        action = torch.tanh(torch.addcmul(mean, log_std.exp(), noise))
-        # log N(u; mean, std) - log|d tanh(u)/du|, as in SAC's actor.
+        return hidden, torch.tanh(torch.addcmul(mean, log_std.exp(), noise)), log_std
+
+    @staticmethod
+    def log_prob(noise: torch.Tensor, log_std: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        """log N(u; mean, std) - log|d tanh(u)/du| summed over the last dim (as in SAC's actor);
+        any leading dims. ``u = mean + std * noise``, so the Gaussian term needs only the noise."""
         gaussian = noise.square().mul_(-0.5).sub_(0.5 * math.log(2 * math.pi))
         squash = torch.log((1.0 + TANH_EPS) - action.square())
-        return hidden, action, (gaussian - log_std - squash).sum(-1)
+        return (gaussian - log_std - squash).sum(-1)
 
     def unroll(self, obs: torch.Tensor, previous: torch.Tensor, length: int, deterministic: bool = False) -> torch.Tensor:
         """``length`` actions (B, length, act_dim), each fed back as the next input."""
@@ -346,17 +359,20 @@ class SRL(SAC):
         later step. The J critic evaluations run as one batch.
         """
         hidden, action, state = self.actor.initial_hidden(obs), prev, obs
-        states, actions, log_probs = [], [], []
+        # One noise draw and one log-prob over the whole sequence: per-step small ops dominate here.
+        noise = torch.randn(self.J, *prev.shape, device=prev.device)
+        states, actions, log_stds = [], [], []
         for j in range(self.J):
-            hidden, action, log_prob = self.actor.step(hidden, action)
+            hidden, action, log_std = self.actor.sample_step(hidden, action, noise[j])
             states.append(state)
             actions.append(action)
-            log_probs.append(log_prob)
+            log_stds.append(log_std)
             if j < self.J - 1:
                 with torch.no_grad():
                     state = self.model_target(state, action)
-        q = self.qf(torch.cat(states), torch.cat(actions), detach_params=True).amin(0)  # (J * B,)
-        log_prob = torch.stack(log_probs)  # (J, B)
+        action_seq = torch.stack(actions)  # (J, B, A)
+        q = self.qf(torch.cat(states), action_seq.flatten(0, 1), detach_params=True).amin(0)  # (J * B,)
+        log_prob = self.actor.log_prob(noise, torch.stack(log_stds), action_seq)  # (J, B)
         loss = (self.alpha * log_prob - q.view_as(log_prob)).sum(0).mean()
         return loss, log_prob
 
