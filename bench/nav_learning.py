@@ -149,6 +149,7 @@ def train_piece(algo: str, args: argparse.Namespace) -> dict[str, Any]:
     run_dir = PIECES / "runs" / f"{algo}{variant(args)}"  # git ignores bench/results/**/runs/
     t0 = time.perf_counter()
     resume = run_dir if (run_dir / "checkpoint.pt").exists() else None
+    overrides = learner_overrides(args)
     cfg = TrainCfg(
         total_steps=args.steps,
         num_envs=16,
@@ -163,7 +164,7 @@ def train_piece(algo: str, args: argparse.Namespace) -> dict[str, Any]:
         algo,
         cfg,
         task_overrides=task_overrides(args),
-        learner_overrides=learner_overrides(args) or None,
+        learner_overrides=overrides or None,
         resume=resume,
         total_steps=args.steps if resume else None,
     )
@@ -178,7 +179,7 @@ def train_piece(algo: str, args: argparse.Namespace) -> dict[str, Any]:
         "train_steps": args.steps,
         "random_start": args.random_start,
         "validate_every": args.validate_every,
-        "learner_overrides": learner_overrides(args),
+        "learner_overrides": overrides,
         "evaluated": policy.name,
         "train_s": time.perf_counter() - t0,
         **curve,
