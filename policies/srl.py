@@ -63,6 +63,12 @@ class SRLCfg(SACCfg):
     """Adam learning rate of the dynamics model."""
     model_tau: float = 0.005
     """Polyak coefficient of the target model that imagines the intermediate states."""
+    model_every: int = 1
+    """Update the dynamics model (and its target copy) every this many gradient steps; 1, the
+    paper's, is every step. The paper's (400, 300) model costs about as much per update as SAC's
+    twin critics, a floor SAC does not pay; its regression target (the next state) does not move
+    as the critic's does, so 2 halves that cost and the model still sees every batch's worth of
+    transitions many times over."""
     actor_every: int = 1
     """Take the temporal-recall actor step every this many gradient steps. 1 (the default) is
     once per primitive transition; 0 means J, once per decision, amortising its J-step unroll and
@@ -165,6 +171,8 @@ class SRL(SAC):
             raise ValueError(f"SRL's J (actions per decision) must be an int >= 1, got {cfg.J!r}")
         if isinstance(cfg.actor_every, bool) or not isinstance(cfg.actor_every, int) or cfg.actor_every < 0:
             raise ValueError(f"SRL's actor_every must be an int >= 1, or 0 for once per decision; got {cfg.actor_every!r}")
+        if isinstance(cfg.model_every, bool) or not isinstance(cfg.model_every, int) or cfg.model_every < 1:
+            raise ValueError(f"SRL's model_every must be an int >= 1, got {cfg.model_every!r}")
         starts = cfg.actor_starts
         if starts is not None and (isinstance(starts, bool) or not isinstance(starts, int) or not 0 <= starts <= cfg.batch_size):
             raise ValueError(
@@ -203,6 +211,7 @@ class SRL(SAC):
         """Per env, the last normalised action played (zeros at an episode start)."""
         self.primitive_steps = 0
         """Primitive steps played, valid or not (the warm-up's unit); ``num_transitions`` counts the stored ones."""
+        self._model_loss = torch.zeros((), device=dev)
 
     @classmethod
     def required_adapters(cls, cfg: SRLCfg) -> dict[str, Any]:
@@ -324,11 +333,14 @@ class SRL(SAC):
         qf_loss.backward()
         self.q_opt.step()
 
-        # Model: one-step MSE on the same real transitions.
-        model_loss = F.mse_loss(self.model(obs, batch.action), next_obs)
-        _zero_grad(self._model_params)
-        model_loss.backward()
-        self.model_opt.step()
+        # Model: one-step MSE on the same real transitions (every ``model_every``-th step).
+        update_model = self.num_gradient_steps % cfg.model_every == 0
+        if update_model:
+            model_loss = F.mse_loss(self.model(obs, batch.action), next_obs)
+            _zero_grad(self._model_params)
+            model_loss.backward()
+            self.model_opt.step()
+            self._model_loss = model_loss.detach()
 
         metrics: dict[str, torch.Tensor] = {}
         if self.num_gradient_steps % (cfg.policy_frequency * (cfg.actor_every or self.J)) == 0:
@@ -337,7 +349,8 @@ class SRL(SAC):
 
         if self.num_gradient_steps % cfg.target_network_frequency == 0:
             polyak_update(self._q_target_params, self._q_params, cfg.tau)
-        polyak_update(self._model_target_params, self._model_params, cfg.model_tau)
+        if update_model:  # the target lags by the same number of model updates at any model_every
+            polyak_update(self._model_target_params, self._model_params, cfg.model_tau)
         self.num_gradient_steps += 1
 
         if log:
@@ -346,7 +359,7 @@ class SRL(SAC):
                 "losses/qf1_values": q[0].detach().mean(),
                 "losses/qf2_values": q[1].detach().mean(),
                 "losses/qf_loss": qf_losses.mean(),
-                "losses/model_loss": model_loss.detach(),
+                "losses/model_loss": self._model_loss,  # the latest model update's
                 "losses/alpha": self.alpha,
             }
         return metrics

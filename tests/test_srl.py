@@ -183,6 +183,35 @@ def test_actor_every_amortises_the_temporal_recall_step():
         make_srl(4, actor_every=-1)
 
 
+def test_model_every_updates_the_model_and_its_target_on_every_kth_step():
+    steps = {}
+    for every in (1, 2):
+        env, learner = make_srl(4, num_envs=2, learning_starts=8, batch_size=8, model_every=every)
+        calls = {"n": 0}
+        original = learner.model_opt.step
+
+        def counting(original=original, calls=calls):
+            calls["n"] += 1
+            original()
+
+        learner.model_opt.step = counting
+        obs, _ = env.reset(seed=0)
+        for _ in range(6):
+            action = learner.act(obs)
+            obs, reward, terminated, truncated, info = env.step(action)
+            learner.observe(obs, action, reward, info["final_obs"], terminated, truncated, info)
+            if learner.ready_to_update():
+                target_before = [p.clone() for p in learner.model_target.parameters()]
+                learner.update()
+        steps[every] = (calls["n"], learner.num_gradient_steps)
+        # the target moved in the last decision: it follows the model's updates
+        assert any(not torch.equal(a, b) for a, b in zip(target_before, learner.model_target.parameters(), strict=True))
+    assert steps[1][0] == steps[1][1] > 0 and steps[2][0] == steps[2][1] // 2
+    for bad in (0, -1, 1.5, True):
+        with pytest.raises(ValueError, match="model_every"):
+            make_srl(4, model_every=bad)
+
+
 def test_actor_starts_sets_how_many_states_start_the_recall_unroll():
     sizes = {}
     for starts in (None, 0, 3):
