@@ -34,6 +34,20 @@ def make_srl(j: int = 4, num_envs: int = 2, **overrides):
     return env, build_learner("srl", env, "cpu", {**SMALL_SRL, "J": j, **overrides})
 
 
+def play_decisions(env, learner, decisions: int, obs: torch.Tensor | None = None) -> torch.Tensor:
+    """Act, step, store and (once learning has started) update for ``decisions`` decisions from
+    ``obs`` (a fresh reset with seed 0 if None); the observation reached."""
+    if obs is None:
+        obs, _ = env.reset(seed=0)
+    for _ in range(decisions):
+        action = learner.act(obs)
+        obs, reward, terminated, truncated, info = env.step(action)
+        learner.observe(obs, action, reward, info["final_obs"], terminated, truncated, info)
+        if learner.ready_to_update():
+            learner.update()
+    return obs
+
+
 def test_srl1_is_sac_bit_for_bit(tmp_path):
     sac = load_checkpoint(train("Control/Pendulum-v0", "sac", cfg(tmp_path / "sac"), learner_overrides=SMALL))
     srl = load_checkpoint(train("Control/Pendulum-v0", "srl", cfg(tmp_path / "srl"), learner_overrides={**SMALL, "J": 1}))
@@ -170,13 +184,7 @@ def test_actor_every_amortises_the_temporal_recall_step():
             return original(*args)
 
         learner._temporal_recall_loss = counting
-        obs, _ = env.reset(seed=0)
-        for _ in range(6):
-            action = learner.act(obs)
-            obs, reward, terminated, truncated, info = env.step(action)
-            learner.observe(obs, action, reward, info["final_obs"], terminated, truncated, info)
-            if learner.ready_to_update():
-                learner.update()
+        play_decisions(env, learner, 6)
         counts[every] = calls["n"]
     assert counts[1] == 4 * counts[4] > 0 and counts[0] == counts[4]
     with pytest.raises(ValueError, match="actor_every"):
@@ -195,14 +203,9 @@ def test_model_every_updates_the_model_and_its_target_on_every_kth_step():
             original()
 
         learner.model_opt.step = counting
-        obs, _ = env.reset(seed=0)
-        for _ in range(6):
-            action = learner.act(obs)
-            obs, reward, terminated, truncated, info = env.step(action)
-            learner.observe(obs, action, reward, info["final_obs"], terminated, truncated, info)
-            if learner.ready_to_update():
-                target_before = [p.clone() for p in learner.model_target.parameters()]
-                learner.update()
+        obs = play_decisions(env, learner, 5)
+        target_before = [p.clone() for p in learner.model_target.parameters()]
+        play_decisions(env, learner, 1, obs)
         steps[every] = (calls["n"], learner.num_gradient_steps)
         # the target moved in the last decision: it follows the model's updates
         assert any(not torch.equal(a, b) for a, b in zip(target_before, learner.model_target.parameters(), strict=True))
@@ -224,13 +227,7 @@ def test_actor_starts_sets_how_many_states_start_the_recall_unroll():
             return original(obs, prev)
 
         learner._temporal_recall_loss = recording
-        obs, _ = env.reset(seed=0)
-        for _ in range(4):
-            action = learner.act(obs)
-            obs, reward, terminated, truncated, info = env.step(action)
-            learner.observe(obs, action, reward, info["final_obs"], terminated, truncated, info)
-            if learner.ready_to_update():
-                learner.update()
+        play_decisions(env, learner, 4)
         sizes[starts] = set(seen)
     assert sizes == {None: {8}, 0: {2}, 3: {3}}  # 0: batch_size // J
     for bad in (-1, 9, 2.5, True):
