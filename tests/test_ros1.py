@@ -154,8 +154,8 @@ else:
         assert policy["steps"] == 1000 and policy["policy_steps"] >= 980, policy
         # No command lost on the way, each one stepped the simulator once and was answered.
         assert robot["commands"] == policy["commands_sent"] + 1 == robot["steps"]
-        # Every reply reached the policy node but those still on the wire when it stopped: the last
-        # policy command's and the final safe action's (CI once saw both in flight on a loaded machine).
+        # Every reply reached the policy node: it waits for those still on the wire when its loop ends
+        # (CI saw four in flight on a loaded machine before it did); two may come later still.
         assert policy["received"] >= policy["commands_sent"] - 2 and robot["rejected"] == 0
         assert policy["answered"] >= 950, policy  # a step's reply came within its 10 ms period
         assert max(robot["episode_returns"]) > -400  # the trained policy balances (random: about -1200)

@@ -11,6 +11,7 @@ import json
 import logging
 import signal
 import threading
+import time
 from pathlib import Path
 from typing import Any, Literal
 
@@ -117,6 +118,9 @@ def run_deploy(
             logger.warning("fewer than %d subscribers on %s after %.0f s; sending anyway", subscribers,
                            cfg.command.topic, wait_s)
         bridge.run(steps=steps, duration_s=duration_s)
+        # The replies to the last commands are still on the wire when the loop ends; count them in
+        # the report rather than calling them lost.
+        bridge.stats.received = _wait_for_late_replies(robot, cfg.period_s)
     except BridgeError as err:
         report["error"] = str(err)
         raise
@@ -125,6 +129,18 @@ def run_deploy(
         _write_report(report_path, report)
         transport.close()
     return report
+
+
+def _wait_for_late_replies(robot: RosRobot, period_s: float, quiet_s: float = 0.1, limit_s: float = 1.0) -> int:
+    """Observation messages received once none has come for ``quiet_s`` (or ``period_s`` x 3), at most ``limit_s``."""
+    quiet = max(quiet_s, 3 * period_s)
+    deadline = time.monotonic() + limit_s
+    received, last_change = robot.received(), time.monotonic()
+    while (now := time.monotonic()) < deadline and now - last_change < quiet:
+        time.sleep(min(period_s, quiet) / 2)
+        if (count := robot.received()) != received:
+            received, last_change = count, time.monotonic()
+    return robot.received()
 
 
 def run_record(
