@@ -19,7 +19,8 @@ too, which a partial update reads from the cache as constants. PPO's loss is
 :meth:`PPO._minibatch_step`; minibatches split envs, never time. GAE runs over the trial: an
 episode end inside a trial is not a done (the value of a step counts the reward of later episodes,
 RL^2's objective); a trial's end is (``info[trial_done_key]``; a task without that key ends its
-trial with every episode). The newest step of a chunk bootstraps from the value of the token the
+trial with every episode). ``gae_across_episodes=False`` cuts it at every episode end instead, as
+ReLIC's own trainer does. The newest step of a chunk bootstraps from the value of the token the
 env reached (``info["final_obs"]``).
 
 **Trials and the task.** The observation entry ``trial_flag_index`` is 1 on a trial's first step
@@ -89,6 +90,10 @@ class ReLICCfg(PPOCfg):
     """Observation entry that is 1 on a trial's first step; None: every episode is its own trial."""
     trial_done_key: str = "trial_done"
     """``info`` key marking a step that ends a trial (GAE's done)."""
+    gae_across_episodes: bool = True
+    """GAE runs over the whole trial, an episode end inside it not a done (RL^2's objective: a step's
+    value counts later episodes' rewards). False: every episode end is a done, as ReLIC's own trainer
+    has it; a fast walk to the goal is then credited within its episode only."""
     validate_every: int = 0
     """Env steps between validations (0: none). A validation plays ``validation_trials`` whole trials
     on the task's own (training) goals and the loop keeps the policy with the best mean return as
@@ -333,11 +338,12 @@ class ReLIC(PPO):
         done = (terminated | truncated).to(dev)
         trial_done = info.get(self.cfg.trial_done_key) if info else None
         trial_done = done if trial_done is None else trial_done.to(dev) | terminated.to(dev)
+        return_done = trial_done if self.cfg.gae_across_episodes else done
         if self.cfg.norm_obs:
             self.obs_rms.update(obs.to(dev, torch.float32))
         t = ctx.p - 1
-        ctx.rewards[:, t] = self._scale_reward(reward.to(dev, torch.float32), trial_done)
-        ctx.dones[:, t] = trial_done.float()
+        ctx.rewards[:, t] = self._scale_reward(reward.to(dev, torch.float32), return_done)
+        ctx.dones[:, t] = return_done.float()
         self.num_transitions += self.num_envs
         if ctx.p - ctx.p0 >= self.cfg.update_every:
             # The token the env reached, for V at the chunk's end (exact unless an episode ended there).

@@ -131,6 +131,22 @@ def test_refreshed_cache_equals_recomputation_with_new_weights():
     del logits
 
 
+@pytest.mark.parametrize("across", [True, False], ids=["trial_returns", "episode_returns"])
+def test_returns_cross_episode_ends_only_when_asked(across):
+    """GAE's done: only the trial's end (RL^2), or every episode end too (ReLIC's own trainer)."""
+    env, learner = darkroom_learner(cfg=ReLICCfg(max_context=512, update_every=50, gae_across_episodes=across))
+    obs, _ = env.reset(seed=0)
+    for _ in range(130):  # the trial's first episode ends at step 100
+        action = learner.act(obs)
+        obs, reward, term, trunc, info = env.step(action)
+        learner.observe(obs, action, reward, info["final_obs"], term, trunc, info)
+        learner.episodes_ended(term | trunc)
+    expected = torch.zeros(4, 130)
+    if not across:
+        expected[:, 99] = 1.0
+    assert torch.equal(learner.ctx.dones[:, :130], expected)
+
+
 @pytest.mark.parametrize("cls", [ReLIC, LSTMNav])
 def test_full_update_learns_from_the_whole_rollout(cls):
     """Every ``full_update_every``-th update spans every step since the last full one (two 50-step
