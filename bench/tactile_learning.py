@@ -12,6 +12,8 @@ Methods, on ``Tactile/PegInsert-v0`` (round peg, the task's default randomisatio
 * ``aacd_frozen`` / ``aacd_finetune``: AACD stage 2 from that seed's teacher checkpoint: a fresh
   tactile-image student (soft-argmax CNN, LSTM, MLP; sees ``tactile_image`` + ``proprio``) with the
   teacher's critic frozen or fine-tuned, ``--student-steps`` env steps.
+* ``aacd_own_critic``: ``aacd_finetune`` with the critic trained as TacSL's code trains it: its own
+  learning rate (1e-4, the student's is 1e-3) and gradient clip, and stage 1's statistics kept.
 * ``aac``: the same student and a fresh privileged critic trained together, ``--student-steps``.
 
 Students train and are evaluated with the full image augmentation
@@ -62,7 +64,10 @@ PIECES = ROOT / "results" / "tactile_learning"
 RUNS = PIECES / "runs"
 REPORT = ROOT / "results" / "tactile_learning.json"
 TASK = "Tactile/PegInsert-v0"
-METHODS = ("teacher", "aacd_frozen", "aacd_finetune", "aac")
+METHODS = ("teacher", "aacd_frozen", "aacd_finetune", "aacd_own_critic", "aac")
+OWN_CRITIC: dict[str, Any] = {"critic_mode": "finetune", "critic_learning_rate": 1e-4, "keep_teacher_stats": True}
+"""``aacd_own_critic``: the fine-tuned critic as TacSL trains it, on its own Adam rate (1e-4) and gradient
+clip, with stage 1's observation and return statistics kept."""
 HELDOUT = {"peg_shape": "hex"}
 
 TEACHER_TASK: dict[str, Any] = {"obs_terms": ["proprio", "privileged"]}
@@ -97,7 +102,8 @@ def measure_piece(method: str, seed: int, args: argparse.Namespace) -> dict[str,
             teacher = RUNS / f"teacher_seed{seed}" / "checkpoint.pt"
             if not teacher.exists():
                 raise FileNotFoundError(f"{method} seed {seed} needs the teacher piece first ({teacher})")
-            overrides |= {"teacher_checkpoint": str(teacher), "critic_mode": method.removeprefix("aacd_")}
+            overrides["teacher_checkpoint"] = str(teacher)
+            overrides |= OWN_CRITIC if method == "aacd_own_critic" else {"critic_mode": method.removeprefix("aacd_")}
     cfg = TrainCfg(
         total_steps=steps,
         num_envs=args.num_envs,

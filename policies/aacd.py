@@ -55,6 +55,13 @@ class AACDCfg(PPOCfg):
     critic and statistics (loaded at the first training step)."""
     critic_mode: Literal["frozen", "finetune"] = "frozen"
     """Stage 2's critic: stage 1's weights kept fixed, or trained on with the student."""
+    critic_learning_rate: float | None = None
+    """Stage 2's critic learning rate (scheduled like ``learning_rate``); None: ``learning_rate``. Set, the
+    critic also gets its own gradient clip, so its early errors do not shrink the student's steps
+    (TacSL's critic has its own optimiser: Adam at 1e-4, clip 1.0)."""
+    keep_teacher_stats: bool = False
+    """With ``critic_mode="finetune"`` from a teacher: keep the critic's observation and return statistics
+    at stage 1's values (as frozen does), so the loaded weights' inputs and targets do not drift."""
     tactile_input: Literal["image", "force_field"] = "image"
     """The student's touch input: tactile images or tactile force fields, per finger."""
     privileged_keys: tuple[str, ...] = ("privileged", "proprio")
@@ -288,6 +295,14 @@ class AACD(PPO):
                 f"{type(self).__name__}: critic_mode='frozen' needs a trained critic: set teacher_steps > 0 or "
                 "teacher_checkpoint, or use critic_mode='finetune' (plain AAC)"
             )
+        if cfg.critic_learning_rate is not None and not cfg.critic_learning_rate > 0:
+            raise ValueError(f"{type(self).__name__}: critic_learning_rate={cfg.critic_learning_rate} must be positive")
+        if cfg.critic_learning_rate is not None and cfg.critic_mode == "frozen":
+            raise ValueError(f"{type(self).__name__}: critic_learning_rate is set but a frozen critic has no learning "
+                             "rate; use critic_mode='finetune'")
+        if cfg.keep_teacher_stats and not (cfg.teacher_steps or cfg.teacher_checkpoint):
+            raise ValueError(f"{type(self).__name__}: keep_teacher_stats needs a teacher (teacher_steps > 0 or "
+                             "teacher_checkpoint) whose statistics to keep")
         if cfg.sequence_minibatches > num_envs:
             raise ValueError(
                 f"{type(self).__name__}: sequence_minibatches={cfg.sequence_minibatches} exceeds num_envs={num_envs}; "
@@ -330,6 +345,8 @@ class AACD(PPO):
         self._seq: dict[str, torch.Tensor] | None = None
         """Stage 2's per-step student inputs of the rollout (allocated when first needed)."""
         self._critic_frozen = False
+        self._critic_stats_fixed = False
+        """The critic's observation and return statistics stay stage 1's (frozen, or ``keep_teacher_stats``)."""
         self._record: dict[str, torch.Tensor] | None = None
         """The last training act's record for a rollout worker (see :meth:`act_record`)."""
 
@@ -382,10 +399,17 @@ class AACD(PPO):
             )
         self.stage = 2
         self._critic_frozen = from_teacher and cfg.critic_mode == "frozen"
+        self._critic_stats_fixed = self._critic_frozen or (from_teacher and cfg.keep_teacher_stats)
         self.value_net.requires_grad_(not self._critic_frozen)
-        params = [*self.student.parameters()] + ([] if self._critic_frozen else [*self.value_net.parameters()])
-        self._params = params
-        self.optimizer = torch.optim.Adam(params, lr=cfg.learning_rate, eps=1e-5)
+        student, critic = [*self.student.parameters()], [*self.value_net.parameters()]
+        if self._critic_frozen:
+            groups = [{"params": student}]
+        elif cfg.critic_learning_rate is None:
+            groups = [{"params": student + critic}]
+        else:  # its own rate and (PPO clips per group) its own gradient clip
+            groups = [{"params": student}, {"params": critic, "lr_scale": cfg.critic_learning_rate / cfg.learning_rate}]
+        self._params = [p for group in groups for p in group["params"]]
+        self.optimizer = torch.optim.Adam(groups, lr=cfg.learning_rate, eps=1e-5)
         self.actor = _StudentView(self.student, self._to_float)
         self.critic = _CriticView(self.value_net)
         self.memory.zero_()
@@ -489,9 +513,9 @@ class AACD(PPO):
             self._eval_memory[done] = 0.0
 
     def _scale_reward(self, reward: torch.Tensor, done: torch.Tensor) -> torch.Tensor:
-        if not self._critic_frozen:
+        if not self._critic_stats_fixed:
             return super()._scale_reward(reward, done)
-        # A frozen critic predicts returns in stage 1's scale: keep that scale fixed.
+        # A critic kept on stage 1's statistics predicts returns in stage 1's scale: keep that scale.
         if not self.cfg.norm_reward:
             return reward
         return (reward / self.return_rms.std).clamp(-self.cfg.clip_reward, self.cfg.clip_reward)
@@ -523,7 +547,7 @@ class AACD(PPO):
         dev = self.device
         terminated, truncated = terminated.to(dev), truncated.to(dev)
         if self.cfg.norm_obs:
-            if not self._critic_frozen:
+            if not self._critic_stats_fixed:
                 self.obs_rms.update(self._privileged_raw(obs))
             self.proprio_rms.update(obs[self.cfg.proprio_key].to(dev, torch.float32).flatten(1))
         if self.force_rms is not None:

@@ -69,7 +69,7 @@ class PPOCfg:
     vf_coef: float = 0.5
     """Value loss coefficient."""
     max_grad_norm: float = 0.5
-    """Global gradient norm clip."""
+    """Gradient norm clip, over all parameters (per optimiser param group where a learner has several)."""
     target_kl: float | None = None
     """Stop the epochs early once the approximate KL exceeds this (None: never)."""
     init_log_std: float = 0.0
@@ -207,7 +207,7 @@ class PPO(Learner):
         """Set (and return) this update's learning rate from the schedule in the config."""
         lr = scheduled_lr(self.cfg, self.num_transitions - self.batch_size)
         for group in self.optimizer.param_groups:
-            group["lr"] = lr
+            group["lr"] = lr * group.get("lr_scale", 1.0)  # a group with its own rate keeps its ratio
         return lr
 
     def update(self) -> dict[str, float]:
@@ -284,7 +284,8 @@ class PPO(Learner):
         for p in self._params:
             p.grad = None
         loss.backward()
-        nn.utils.clip_grad_norm_(self._params, cfg.max_grad_norm)
+        for group in self.optimizer.param_groups:  # one group: the global clip; more: each on its own
+            nn.utils.clip_grad_norm_(group["params"], cfg.max_grad_norm)
         self.optimizer.step()
 
         with torch.no_grad():

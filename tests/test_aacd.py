@@ -276,9 +276,10 @@ def test_student_memory_resets_at_episode_ends_and_replays_as_acted():
 # ---------------------------------------------------------------------------- the stages
 
 
-@pytest.mark.parametrize("mode", ["frozen", "finetune"])
+@pytest.mark.parametrize("mode", ["frozen", "finetune", "finetune_own_rate_teacher_stats"])
 def test_stage_2_critic_starts_from_stage_1_and_is_frozen_or_trained(mode):
-    env, learner = make(num_envs=4, num_steps=16, teacher_steps=128, critic_mode=mode)
+    own = {"critic_learning_rate": 1e-4, "keep_teacher_stats": True} if mode.endswith("stats") else {}
+    env, learner = make(num_envs=4, num_steps=16, teacher_steps=128, critic_mode=mode[:8], **own)
     obs, _ = run(learner, env, 32)  # two teacher rollouts: 128 transitions, stage 1 still acts
     assert learner.stage == 1 and learner.num_updates == 2
     critic = {k: v.clone() for k, v in learner.value_net.state_dict().items()}
@@ -291,9 +292,37 @@ def test_stage_2_critic_starts_from_stage_1_and_is_frozen_or_trained(mode):
     assert learner.num_updates == 5
     unchanged = first_difference(critic, learner.value_net.state_dict()) is None
     assert unchanged == (mode == "frozen")
-    if mode == "frozen":  # the critic's input and return scales are stage 1's too
+    if mode != "finetune":  # the critic's input and return scales are stage 1's too
         assert torch.equal(stats[0], learner.obs_rms.mean) and torch.equal(stats[1], learner.return_rms.var)
+    else:
+        assert not torch.equal(stats[0], learner.obs_rms.mean)
     assert first_difference(teacher, learner.teacher.state_dict()) is None  # the teacher rests
+    # The critic's own rate follows the schedule beside the student's; its own group means its own clip.
+    lrs = [group["lr"] for group in learner.optimizer.param_groups]
+    lr = learner.cfg.learning_rate
+    assert lrs == ([lr] if mode in ("frozen", "finetune") else [lr, pytest.approx(1e-4)])
+
+
+def test_a_critic_with_its_own_group_is_clipped_on_its_own(monkeypatch):
+    env, learner = make(num_envs=4, num_steps=16, teacher_steps=16, critic_mode="finetune", critic_learning_rate=1e-4,
+                        max_grad_norm=1e-3)
+    obs, _ = run(learner, env, 17)  # one teacher rollout, then the student starts
+    assert learner.stage == 2
+    student, critic = (group["params"] for group in learner.optimizer.param_groups)
+    norms = []
+    clip = torch.nn.utils.clip_grad_norm_
+
+    def recording_clip(params, max_norm):
+        total = clip(params, max_norm)
+        norms.append(torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in params if p.grad is not None])))
+        return total
+
+    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", recording_clip)
+    run(learner, env, 16, obs)
+    # Each group's gradient was brought to the clip by itself (a joint clip would leave one below it).
+    assert len(norms) == 2 * learner.cfg.update_epochs * learner.cfg.sequence_minibatches
+    torch.testing.assert_close(torch.stack(norms), torch.full((len(norms),), 1e-3), rtol=1e-3, atol=0)
+    assert len(student) + len(critic) == len(learner._params)
 
 
 def test_force_field_student_trains():
@@ -310,6 +339,12 @@ def test_bad_configs_fail_naming_the_problem():
     obs_space, act_space = env.single_observation_space, env.single_action_space
     with pytest.raises(ValueError, match="frozen.*needs a trained critic"):
         AACD(AACDCfg(teacher_steps=0), obs_space, act_space, 2)
+    with pytest.raises(ValueError, match="critic_learning_rate=0.0 must be positive"):
+        AACD(AACDCfg(critic_learning_rate=0.0, critic_mode="finetune"), obs_space, act_space, 2)
+    with pytest.raises(ValueError, match="a frozen critic has no learning rate"):
+        AACD(AACDCfg(critic_learning_rate=1e-4), obs_space, act_space, 2)
+    with pytest.raises(ValueError, match="keep_teacher_stats needs a teacher"):
+        AAC(AACCfg(keep_teacher_stats=True), obs_space, act_space, 2)
     with pytest.raises(ValueError, match="AAC trains its critic from scratch"):
         AAC(AACCfg(teacher_steps=100), obs_space, act_space, 2)
     with pytest.raises(KeyError, match="no key.*'socket'"):
