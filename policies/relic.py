@@ -82,6 +82,12 @@ class ReLICCfg(PPOCfg):
     in one episode never learns to be found from the next (Darkroom's chunks are its episodes). The span,
     ``full_update_every * update_every`` steps (a Darkroom trial by default), must fit in ``max_context``;
     0: partial updates only."""
+    partial_backprop: Literal["chunk", "rollout"] = "chunk"
+    """How far back a partial update's gradient reaches. "chunk": the newest chunk's keys only, the older
+    ones read from the cache as constants (Transformer-XL). "rollout": every step since the last full
+    update is recomputed with gradients, the loss still on the newest chunk only (ReLIC's own trainer),
+    so a key written in an earlier episode learns at every update, not only at full ones; the update
+    then costs up to ``full_update_every`` times more."""
     refresh_block: int = 1024
     """Queries per block when the cache is recomputed after an update."""
     max_episode_steps: int = 128
@@ -129,11 +135,13 @@ class LSTMNavCfg(ReLICCfg):
 
 
 class _Chunk(NamedTuple):
-    """What PPO's loss passes to :meth:`ReLIC._evaluate_actions`: the envs of a minibatch and the first
-    position of the steps it learns from (its queries run from there to the newest step)."""
+    """What PPO's loss passes to :meth:`ReLIC._evaluate_actions`: the envs of a minibatch, the first
+    position of the steps it learns from (its queries run from there to the newest step) and the first
+    position recomputed with gradients (``start``, or earlier with ``partial_backprop="rollout"``)."""
 
     rows: torch.Tensor
     start: int
+    grad_from: int
 
 
 class ReLIC(PPO):
@@ -356,7 +364,8 @@ class ReLIC(PPO):
     # ------------------------------------------------------------------ the algorithm
     def _evaluate_actions(self, obs: _Chunk, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         ctx = self.ctx
-        logits, values = self._core_chunk(ctx, obs.rows, obs.start, ctx.p)
+        logits, values = self._core_chunk(ctx, obs.rows, obs.grad_from, ctx.p)
+        logits, values = logits[:, obs.start - obs.grad_from :], values[:, obs.start - obs.grad_from :]
         dist = torch.distributions.Categorical(logits=logits.flatten(0, 1))
         return dist.log_prob(actions), dist.entropy(), values.flatten()
 
@@ -372,6 +381,7 @@ class ReLIC(PPO):
         lr = self.set_learning_rate()
         full = self._is_full_update(self.num_updates + 1)
         start, p = (ctx.pf if full else ctx.p0), ctx.p
+        grad_from = ctx.pf if cfg.partial_backprop == "rollout" else start
         if not self._core_filled:
             self._core_fill(ctx, ctx.p0, p)
             self._core_filled = True
@@ -399,7 +409,7 @@ class ReLIC(PPO):
                 min(cfg.sequence_minibatches, self.num_envs)
             ):
                 stats = self._minibatch_step(
-                    _Chunk(rows, start),
+                    _Chunk(rows, start, grad_from),
                     ctx.actions[rows, start:p].flatten(),
                     ctx.logprobs[rows, start:p].flatten(),
                     values[rows].flatten(),

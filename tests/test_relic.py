@@ -183,6 +183,51 @@ def test_full_update_learns_from_the_whole_rollout(cls):
     assert learner.ctx.p == 0  # the trial ended with the rollout: nothing left to keep
 
 
+def test_partial_updates_can_backpropagate_through_the_whole_rollout():
+    """``partial_backprop="rollout"``: a partial update recomputes every step since the last full update
+    with gradients (ReLIC's trainer). The forward pass is the cached one's (the cache was refreshed with
+    these weights), the loss covers the same steps, only the gradient reaches further back."""
+    seen = {}
+    for reach in ("chunk", "rollout"):
+        torch.manual_seed(0)
+        env, learner = darkroom_learner(cfg=ReLICCfg(max_context=512, update_every=50, full_update_every=4,
+                                                     partial_backprop=reach))
+        spans, first = [], {}
+        core_chunk, evaluate, step = learner._core_chunk, learner._evaluate_actions, learner.optimizer.step
+
+        def recording_chunk(ctx, rows, start, end, spans=spans, core_chunk=core_chunk):
+            spans.append((start, end))
+            return core_chunk(ctx, rows, start, end)
+
+        def recording_evaluate(chunk, actions, first=first, evaluate=evaluate, learner=learner):
+            out = evaluate(chunk, actions)
+            if learner.num_updates == 1 and "logprobs" not in first:  # update 2's first minibatch
+                first["logprobs"] = out[0].detach().clone()
+            return out
+
+        def recording_step(*args, first=first, step=step, learner=learner):
+            if learner.num_updates == 1 and "grads" not in first:
+                first["grads"] = torch.cat([p.grad.flatten() for p in learner._params if p.grad is not None])
+            return step(*args)
+
+        learner._core_chunk, learner._evaluate_actions, learner.optimizer.step = (
+            recording_chunk, recording_evaluate, recording_step)
+        obs, _ = env.reset(seed=0)
+        for _ in range(150):  # three partial updates
+            action = learner.act(obs)
+            obs, reward, term, trunc, info = env.step(action)
+            learner.observe(obs, action, reward, info["final_obs"], term, trunc, info)
+            learner.episodes_ended(term | trunc)
+            if learner.ready_to_update():
+                learner.update()
+        assert learner.num_updates == 3
+        seen[reach] = (sorted(set(spans)), first["logprobs"], first["grads"])
+    assert seen["chunk"][0] == [(0, 50), (50, 100), (100, 150)]
+    assert seen["rollout"][0] == [(0, 50), (0, 100), (0, 150)]
+    torch.testing.assert_close(seen["chunk"][1], seen["rollout"][1], atol=1e-5, rtol=1e-5)
+    assert not torch.allclose(seen["chunk"][2], seen["rollout"][2], atol=1e-6)
+
+
 def test_full_update_span_must_fit_the_context():
     with pytest.raises(ValueError, match="must fit in max_context"):
         darkroom_learner(cfg=ReLICCfg(max_context=128, update_every=50, full_update_every=3))
