@@ -102,15 +102,24 @@ def darkroom_learner(cls=ReLIC, cfg=None, num_envs: int = 4):
     return env, learner
 
 
-def test_refreshed_cache_equals_recomputation_with_new_weights():
-    torch.manual_seed(0)
-    env, learner = darkroom_learner()
+def play(learner, env, steps: int, update: bool = True) -> torch.Tensor:
+    """The training loop's calls for ``steps`` batched steps from a reset (updates when ready if ``update``);
+    returns the last observation."""
     obs, _ = env.reset(seed=0)
-    for _ in range(130):  # across an episode boundary
+    for _ in range(steps):
         action = learner.act(obs)
         obs, reward, term, trunc, info = env.step(action)
         learner.observe(obs, action, reward, info["final_obs"], term, trunc, info)
         learner.episodes_ended(term | trunc)
+        if update and learner.ready_to_update():
+            learner.update()
+    return obs
+
+
+def test_refreshed_cache_equals_recomputation_with_new_weights():
+    torch.manual_seed(0)
+    env, learner = darkroom_learner()
+    obs = play(learner, env, 130, update=False)  # across an episode boundary
     ctx, p = learner.ctx, learner.ctx.p
     with torch.no_grad():
         for param in learner.model.parameters():
@@ -135,12 +144,7 @@ def test_refreshed_cache_equals_recomputation_with_new_weights():
 def test_returns_cross_episode_ends_only_when_asked(across):
     """GAE's done: only the trial's end (RL^2), or every episode end too (ReLIC's own trainer)."""
     env, learner = darkroom_learner(cfg=ReLICCfg(max_context=512, update_every=50, gae_across_episodes=across))
-    obs, _ = env.reset(seed=0)
-    for _ in range(130):  # the trial's first episode ends at step 100
-        action = learner.act(obs)
-        obs, reward, term, trunc, info = env.step(action)
-        learner.observe(obs, action, reward, info["final_obs"], term, trunc, info)
-        learner.episodes_ended(term | trunc)
+    play(learner, env, 130, update=False)  # the trial's first episode ends at step 100
     expected = torch.zeros(4, 130)
     if not across:
         expected[:, 99] = 1.0
@@ -169,14 +173,7 @@ def test_full_update_learns_from_the_whole_rollout(cls):
         return minibatch_step(chunk, actions, old_logprobs, old_values, *rest)
 
     learner._minibatch_step = recording_step
-    obs, _ = env.reset(seed=0)
-    for _ in range(200):  # one trial of two 100-step episodes: four updates
-        action = learner.act(obs)
-        obs, reward, term, trunc, info = env.step(action)
-        learner.observe(obs, action, reward, info["final_obs"], term, trunc, info)
-        learner.episodes_ended(term | trunc)
-        if learner.ready_to_update():
-            learner.update()
+    play(learner, env, 200)  # one trial of two 100-step episodes: four updates
     assert [(start, p) for start, p, _ in spans] == [(0, 50), (0, 100), (100, 150), (100, 200)]
     partial, full = old_logprobs_by_update[0], old_logprobs_by_update[1]
     assert torch.equal(full[:, :50], partial)  # the acting log-probabilities, not refreshed
@@ -212,14 +209,7 @@ def test_partial_updates_can_backpropagate_through_the_whole_rollout():
 
         learner._core_chunk, learner._evaluate_actions, learner.optimizer.step = (
             recording_chunk, recording_evaluate, recording_step)
-        obs, _ = env.reset(seed=0)
-        for _ in range(150):  # three partial updates
-            action = learner.act(obs)
-            obs, reward, term, trunc, info = env.step(action)
-            learner.observe(obs, action, reward, info["final_obs"], term, trunc, info)
-            learner.episodes_ended(term | trunc)
-            if learner.ready_to_update():
-                learner.update()
+        play(learner, env, 150)  # three partial updates
         assert learner.num_updates == 3
         seen[reach] = (sorted(set(spans)), first["logprobs"], first["grads"])
     assert seen["chunk"][0] == [(0, 50), (50, 100), (100, 150)]
