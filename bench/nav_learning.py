@@ -6,6 +6,8 @@
     .venv/bin/python bench/nav_learning.py --device cuda --speed-only     # on a GPU: latency and training speed
     .venv/bin/python bench/nav_learning.py --validate-every 250000 --seed 6   # keep the best validated policy
     .venv/bin/python bench/nav_learning.py --tag cosine --learner lr_anneal_steps=5000000 --learner lr_schedule=cosine
+    .venv/bin/python bench/nav_learning.py --train-trial-episodes 20 --tag long --learner full_update_every=20 \
+        --learner max_context=2048   # train on 20-episode trials, evaluate on 5-episode ones
 
 Each method trains through the one loop (``embodied train Nav/Darkroom-v0 --algo relic`` /
 ``--algo lstm_nav``) on the training goal cells, then plays ``--trials`` trials whose goals are the
@@ -122,9 +124,11 @@ def start_variant(args: argparse.Namespace) -> str:
 
 
 def setting(args: argparse.Namespace) -> str:
-    """Suffix of the trained runs' pieces and report: the start variant, ``--tag`` and ``--validate-every``."""
+    """Suffix of the trained runs' pieces and report: the start variant, ``--tag``, the training trial's
+    length where it differs from the evaluation's, and ``--validate-every``."""
     tag = f"_{args.tag}" if args.tag else ""
-    return start_variant(args) + tag + (f"_best{args.validate_every}" if args.validate_every else "")
+    longer = f"_train{args.train_trial_episodes}ep" if args.train_trial_episodes != args.trial_episodes else ""
+    return start_variant(args) + tag + longer + (f"_best{args.validate_every}" if args.validate_every else "")
 
 
 def variant(args: argparse.Namespace) -> str:
@@ -132,8 +136,10 @@ def variant(args: argparse.Namespace) -> str:
     return f"{setting(args)}_s{args.seed}"
 
 
-def task_overrides(args: argparse.Namespace) -> dict[str, Any]:
-    return {"trial_episodes": args.trial_episodes, "random_start": args.random_start}
+def task_overrides(args: argparse.Namespace, training: bool = False) -> dict[str, Any]:
+    """The Darkroom settings of evaluation and validation trials, or with ``training`` of training's."""
+    episodes = args.train_trial_episodes if training else args.trial_episodes
+    return {"trial_episodes": episodes, "random_start": args.random_start}
 
 
 def learner_overrides(args: argparse.Namespace) -> dict[str, Any]:
@@ -163,7 +169,7 @@ def train_piece(algo: str, args: argparse.Namespace) -> dict[str, Any]:
         TASK,
         algo,
         cfg,
-        task_overrides=task_overrides(args),
+        task_overrides=task_overrides(args, training=True),
         learner_overrides=overrides or None,
         resume=resume,
         total_steps=args.steps if resume else None,
@@ -178,6 +184,7 @@ def train_piece(algo: str, args: argparse.Namespace) -> dict[str, Any]:
         "algo": algo,
         "train_steps": args.steps,
         "random_start": args.random_start,
+        "train_trial_episodes": args.train_trial_episodes,
         "validate_every": args.validate_every,
         "learner_overrides": overrides,
         "evaluated": policy.name,
@@ -310,7 +317,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=5_000_000)
     parser.add_argument("--random-start", action="store_true", help="start episodes at random cells, not the corner")
-    parser.add_argument("--trial-episodes", type=int, default=5)
+    parser.add_argument("--trial-episodes", type=int, default=5, help="episodes per evaluation (and validation) trial")
+    parser.add_argument("--train-trial-episodes", type=int, default=0,
+                        help="episodes per training trial (default: --trial-episodes); ReLIC's own trains on ~41")
     parser.add_argument("--trials", type=int, default=200)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--algos", nargs="+", default=["relic", "lstm_nav"])
@@ -325,6 +334,7 @@ def main() -> None:
     parser.add_argument("--speed-steps", type=int, default=50_000, help="env steps of each training-speed run")
     parser.add_argument("--speed-envs", type=int, default=256, help="a second env count for the speed runs")
     args = parser.parse_args()
+    args.train_trial_episodes = args.train_trial_episodes or args.trial_episodes
     if args.learner and not args.tag:
         parser.error("--learner needs --tag, which keeps those runs' pieces apart from the defaults'")
     if args.tag and not args.tag.replace("_", "").isalnum():
