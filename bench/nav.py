@@ -161,13 +161,13 @@ def main() -> None:
             sim_report["speedup_vs_miniworld"][str(n)] = round(sim["steps_per_s"] / peer["steps_per_s"], 2)
     # The learning curves and ReLIC's latencies take hours and have their own resumable bench; the
     # combined report carries what it last wrote, under the keys the issue names.
-    learning = ROOT / "results" / "nav_learning.json"
+    learning = ROOT / "results" / "nav_learning_best250000.json"
     if learning.exists() and not cuda:
         stored = json.loads(learning.read_text())
         for name in ("relic", "lstm", "random"):
             report[name] = stored.get(name, {})
         report["learning"] = {key: value for key, value in stored.items() if not isinstance(value, dict)}
-        report["learning"]["source"] = "bench/nav_learning.py (bench/results/nav_learning.json)"
+        report["learning"]["source"] = "bench/nav_learning.py (bench/results/nav_learning_best250000.json)"
     out_path.write_text(json.dumps(report, indent=2))
     print(json.dumps(report))
 

@@ -1,11 +1,12 @@
 """In-context learning on Nav/Darkroom-v0: ReLIC vs the RL^2 LSTM, by episode index within held-out trials.
 
     .venv/bin/python bench/nav_learning.py                 # train both (resumable pieces), evaluate, time the cache
-    .venv/bin/python bench/nav_learning.py --report        # print bench/results/nav_learning.json
+    .venv/bin/python bench/nav_learning.py --report        # print bench/results/nav_learning_best250000.json
+    .venv/bin/python bench/nav_learning.py --seed 2 --algos relic        # add a seed
+    .venv/bin/python bench/nav_learning.py --validate-every 0            # evaluate the final policy, not the best
     .venv/bin/python bench/nav_learning.py --random-start --steps 1000000   # the harder variant
     .venv/bin/python bench/nav_learning.py --device cuda --speed-only     # on a GPU: latency and training speed
-    .venv/bin/python bench/nav_learning.py --validate-every 250000 --seed 6   # keep the best validated policy
-    .venv/bin/python bench/nav_learning.py --tag cosine --learner lr_anneal_steps=5000000 --learner lr_schedule=cosine
+    .venv/bin/python bench/nav_learning.py --tag constant --learner lr_anneal_steps=0   # the old constant rate
     .venv/bin/python bench/nav_learning.py --train-trial-episodes 20 --tag long --learner full_update_every=20 \
         --learner max_context=2048   # train on 20-episode trials, evaluate on 5-episode ones
 
@@ -13,6 +14,10 @@ Each method trains through the one loop (``embodied train Nav/Darkroom-v0 --algo
 ``--algo lstm_nav``) on the training goal cells, then plays ``--trials`` trials whose goals are the
 held-out cells (never a training goal), sampling from its policy; the report gives success rate
 and mean return for each episode index within the trial, next to a uniformly random policy's.
+The policy evaluated is the one that did best in validation (32 trials on training goals every
+``--validate-every`` steps), since a run can still drop late. Pieces and reports name their setting:
+``_best250000`` (validation), ``_random_start``, ``_<tag>``; the default report is
+``bench/results/nav_learning_best250000.json``.
 ``relic.step_ms.<context>`` is the per-step latency of acting with the KV cache after a context of
 that many steps (one env), ``relic.step_ms_recompute.<context>`` the same step done by recomputing
 the whole sequence (measured where it takes under a minute, extrapolated quadratically otherwise,
@@ -323,8 +328,9 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=200)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--algos", nargs="+", default=["relic", "lstm_nav"])
-    parser.add_argument("--validate-every", type=int, default=0,
-                        help="validate on whole training-goal trials every N steps and evaluate the best policy")
+    parser.add_argument("--validate-every", type=int, default=250_000,
+                        help="validate on whole training-goal trials every N steps and evaluate the best policy "
+                             "(0: evaluate the final one)")
     parser.add_argument("--learner", action="append", default=[], metavar="KEY=VALUE",
                         help="a learner setting for the trained runs (repeatable); needs --tag")
     parser.add_argument("--tag", default="", help="names the --learner settings in the pieces' and report's file names")

@@ -1,7 +1,7 @@
 """In-context learning curves for docs/nav_relic.md: success and return by episode index within held-out trials.
 
-    .venv/bin/python scripts/nav_learning_figures.py     # reads bench/results/nav_learning.json
-    .venv/bin/python scripts/nav_learning_figures.py --results bench/results/nav_learning_random_start.json \
+    .venv/bin/python scripts/nav_learning_figures.py     # reads bench/results/nav_learning_best250000.json
+    .venv/bin/python scripts/nav_learning_figures.py --results bench/results/nav_learning_random_start_constant.json \
         --out docs/figures/nav_learning_random_start.png
 
 Reads what ``bench/nav_learning.py`` wrote (random policy, ReLIC, the LSTM; one value per episode
@@ -28,7 +28,7 @@ LABELS = {"random": "uniform random", "relic": "ReLIC (transformer, Sink-KV)", "
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--results", type=Path, default=ROOT / "bench" / "results" / "nav_learning.json")
+    parser.add_argument("--results", type=Path, default=ROOT / "bench" / "results" / "nav_learning_best250000.json")
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "figures" / "nav_learning.png")
     args = parser.parse_args()
     report = json.loads(args.results.read_text())
