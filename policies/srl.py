@@ -49,9 +49,10 @@ from embodied.policies.sac import SAC, SACCfg, _zero_grad, make_adam
 class SRLCfg(SACCfg):
     """SAC's hyperparameters, plus the sequence length and the dynamics model's.
 
-    Three defaults depart from the paper's schedule to keep a training step within 1.5x SAC's
-    (the paper's costs 4.75x at J=4): ``gru_size=64``, ``actor_starts=0`` and ``model_every=2``.
-    ``gru_size=256 actor_starts=None model_every=1`` is the paper's; docs/srl.md compares them.
+    Four defaults depart from the paper's schedule to keep a training step within 1.5x SAC's
+    (the paper's costs 4.75x at J=4): ``gru_size=64``, ``actor_starts=0``, ``model_every=2`` and
+    ``actor_every=None`` (which changes nothing up to J = 8). ``gru_size=256 actor_starts=None
+    model_every=1 actor_every=1`` is the paper's; docs/srl.md compares them.
     """
 
     J: int = 4
@@ -75,16 +76,18 @@ class SRLCfg(SACCfg):
     twin critics, a floor SAC does not pay; its regression target (the next state) does not move
     as the critic's does, so 2 halves that cost and the model still sees every batch's worth of
     transitions many times over."""
-    actor_every: int = 1
-    """Take the temporal-recall actor step every this many gradient steps. 1 (the default) is
-    once per primitive transition; 0 means J, once per decision, amortising its J-step unroll and
-    J critic calls (at J=8 a training step costs about 8x SAC's with 1, about 2x with 0)."""
+    actor_every: int | None = None
+    """Take the temporal-recall actor step every this many gradient steps. 1 (the paper's) is once
+    per primitive transition; 0 means J, once per decision. None (the default): ceil(J / 8), so
+    the actor unrolls its GRU at most 8 steps per gradient step on average: the unroll is a chain
+    of small sequential ops whose cost grows with J, and above J = 8 it alone takes a step past
+    1.5x SAC's. Fewer, wider actor steps keep the imagined states per gradient step (see
+    ``actor_starts``) and cost about the same each."""
     actor_starts: int | None = 0
     """Sampled states that each start a J-step temporal-recall unroll. None (the paper's): every
-    state of the batch, so the actor step scores J x batch_size imagined states. 0 (the default): batch_size // J,
-    as many imagined states as SAC's actor step scores, which keeps the step's cost near SAC's
-    while still taking one actor step per primitive transition."""
-
+    state of the batch, so the actor step scores J x batch_size imagined states. 0 (the default):
+    batch_size x actor_every // J (at most batch_size), so that per gradient step the critic scores
+    as many imagined states as SAC's actor step does, which keeps the step's cost near SAC's."""
 
 # ---------------------------------------------------------------------------- networks
 
@@ -175,8 +178,11 @@ class SRL(SAC):
     ) -> None:
         if isinstance(cfg.J, bool) or not isinstance(cfg.J, int) or cfg.J < 1:
             raise ValueError(f"SRL's J (actions per decision) must be an int >= 1, got {cfg.J!r}")
-        if isinstance(cfg.actor_every, bool) or not isinstance(cfg.actor_every, int) or cfg.actor_every < 0:
-            raise ValueError(f"SRL's actor_every must be an int >= 1, or 0 for once per decision; got {cfg.actor_every!r}")
+        every = cfg.actor_every
+        if every is not None and (isinstance(every, bool) or not isinstance(every, int) or every < 0):
+            raise ValueError(
+                f"SRL's actor_every must be None (ceil(J / 8)), an int >= 1, or 0 for once per decision; got {every!r}"
+            )
         if isinstance(cfg.model_every, bool) or not isinstance(cfg.model_every, int) or cfg.model_every < 1:
             raise ValueError(f"SRL's model_every must be an int >= 1, got {cfg.model_every!r}")
         starts = cfg.actor_starts
@@ -190,6 +196,11 @@ class SRL(SAC):
             action_space = gymnasium.spaces.Box(action_space.low[0], action_space.high[0], dtype=action_space.dtype)
         super().__init__(cfg, observation_space, action_space, num_envs, device)
         self.J = cfg.J
+        self.actor_every = math.ceil(self.J / 8) if every is None else every or self.J
+        """Gradient steps per temporal-recall actor step (``cfg.actor_every`` resolved)."""
+        per_unroll = min(cfg.batch_size, max(1, cfg.batch_size * self.actor_every // self.J))
+        self.actor_starts = cfg.batch_size if starts is None else starts or per_unroll
+        """States that start each temporal-recall unroll (``cfg.actor_starts`` resolved)."""
         self.emits_sequences = self.J > 1
         """The FAS evaluator's sequence-policy flag (``policies/fas.py``); SRL-1 acts like SAC."""
         if self.J == 1:
@@ -349,8 +360,8 @@ class SRL(SAC):
             self._model_loss = model_loss.detach()
 
         metrics: dict[str, torch.Tensor] = {}
-        if self.num_gradient_steps % (cfg.policy_frequency * (cfg.actor_every or self.J)) == 0:
-            k = cfg.batch_size if cfg.actor_starts is None else cfg.actor_starts or max(1, cfg.batch_size // self.J)
+        if self.num_gradient_steps % (cfg.policy_frequency * self.actor_every) == 0:
+            k = self.actor_starts
             metrics = self._actor_steps(lambda: self._temporal_recall_loss(obs[:k], prev[:k]), log)  # a random sample
 
         if self.num_gradient_steps % cfg.target_network_frequency == 0:

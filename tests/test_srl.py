@@ -187,8 +187,11 @@ def test_actor_every_amortises_the_temporal_recall_step():
         play_decisions(env, learner, 6)
         counts[every] = calls["n"]
     assert counts[1] == 4 * counts[4] > 0 and counts[0] == counts[4]
-    with pytest.raises(ValueError, match="actor_every"):
-        make_srl(4, actor_every=-1)
+    # The default, None, is ceil(J / 8): every step up to J = 8, then fewer and wider unrolls.
+    assert {j: make_srl(j)[1].actor_every for j in (2, 8, 9, 16, 30)} == {2: 1, 8: 1, 9: 2, 16: 2, 30: 4}
+    for bad in (-1, 1.5, True):
+        with pytest.raises(ValueError, match="actor_every"):
+            make_srl(4, actor_every=bad)
 
 
 def test_model_every_updates_the_model_and_its_target_on_every_kth_step():
@@ -230,6 +233,10 @@ def test_actor_starts_sets_how_many_states_start_the_recall_unroll():
         play_decisions(env, learner, 4)
         sizes[starts] = set(seen)
     assert sizes == {None: {8}, 0: {2}, 3: {3}}  # 0: batch_size // J
+    # 0 with fewer actor steps: wider unrolls, as many imagined states per gradient step as SAC's
+    assert make_srl(4, batch_size=8, actor_every=2)[1].actor_starts == 4
+    assert make_srl(16, batch_size=256)[1].actor_starts == 32  # actor_every=None: ceil(16 / 8) = 2
+    assert make_srl(4, batch_size=8, actor_every=0)[1].actor_starts == 8  # once per decision: the batch
     for bad in (-1, 9, 2.5, True):
         with pytest.raises(ValueError, match="actor_starts"):
             make_srl(4, batch_size=8, actor_starts=bad)
