@@ -191,3 +191,33 @@ def test_eval_fas_from_the_command_line(capsys, tmp_path):
     assert "ints >= 1" in capsys.readouterr().err
     assert main(args[:-1] + ["1,two"]) == 2
     assert "--fas-lengths must be comma-separated ints" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------- the docs' figure script
+def test_srl_figures_draws_the_seed_mean_of_each_method(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parent.parent / "scripts" / "srl_figures.py"
+    sys.path.insert(0, str(script.parent))
+    try:
+        from srl_figures import mean_curve
+    finally:
+        sys.path.remove(str(script.parent))
+    lengths, returns = mean_curve({"1": [[1, 10.0], [2, 4.0]], "2": [[1, 20.0], [2, 0.0]]})
+    assert lengths.tolist() == [1, 2] and returns.tolist() == [15.0, 2.0]
+
+    curve = [[k, 100.0 / k] for k in FAS_LENGTHS]
+    report = {"budget": {"Reacher": 50_000, "Hopper": 150_000},  # Hopper has no pieces yet: no panel
+              "Reacher": {"fas": {"sac1": 0.5, "srl8": 0.9}, "fas_curves": {"sac1": {"1": curve}, "srl8": {"1": curve}}}}
+    (tmp_path / "srl.json").write_text(json.dumps(report))
+    out = tmp_path / "fas.png"
+    run = subprocess.run([sys.executable, str(script), "--results", str(tmp_path / "srl.json"), "--out", str(out)],
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    (tmp_path / "empty.json").write_text(json.dumps({"budget": {"Hopper": 150_000}}))
+    run = subprocess.run([sys.executable, str(script), "--results", str(tmp_path / "empty.json"), "--out", str(out)],
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode != 0 and "no FAS curves" in run.stderr
