@@ -89,6 +89,7 @@ class SRLCfg(SACCfg):
     batch_size x actor_every // J (at most batch_size), so that per gradient step the critic scores
     as many imagined states as SAC's actor step does, which keeps the step's cost near SAC's."""
 
+
 # ---------------------------------------------------------------------------- networks
 
 
