@@ -13,9 +13,10 @@ good in the state it will actually be played in, states it never observes:
 * **Critics**: SAC's twin Q networks, trained on the *primitive* single-step transitions
   inside each decision (``info["primitive"]`` of the decision-rate adapter).
 * **Temporal recall** (actor loss): from a real state s_0, imagined s_1..s_{J-1} come from
-  the target model driven by the actor's own actions (no gradient through the model), and
+  the target model driven by the actor's own actions, and
   ``sum_j alpha log pi(a_j) - min Q(s_j, a_j)`` is minimised; alpha is tuned on the mean
-  log-probability over the sequence.
+  log-probability over the sequence. The paper passes no gradient through the imagined states;
+  ``model_gradient`` lets the loss reach each action through the states it leads to.
 
 The replay buffer stores each primitive state together with the action played just before it
 (the GRU's first input), so the critic target and the actor loss start the GRU as acting does.
@@ -52,7 +53,8 @@ class SRLCfg(SACCfg):
     Four defaults depart from the paper's schedule to keep a training step within 1.5x SAC's
     (the paper's costs 4.75x at J=4): ``gru_size=64``, ``actor_starts=0``, ``model_every=2`` and
     ``actor_every=None`` (which changes nothing up to J = 8). ``gru_size=256 actor_starts=None
-    model_every=1 actor_every=1`` is the paper's; docs/srl.md compares them.
+    model_every=1 actor_every=1`` is the paper's; docs/srl.md compares them. A fifth departs
+    from its actor loss: ``model_gradient=True`` (the paper's is False).
     """
 
     J: int = 4
@@ -88,6 +90,12 @@ class SRLCfg(SACCfg):
     state of the batch, so the actor step scores J x batch_size imagined states. 0 (the default):
     batch_size x actor_every // J (at most batch_size), so that per gradient step the critic scores
     as many imagined states as SAC's actor step does, which keeps the step's cost near SAC's."""
+    model_gradient: bool = True
+    """Backpropagate the temporal-recall loss through the imagined states into the earlier actions
+    (the target model's weights stay fixed either way), so an action also learns from the Q-values
+    of the states it leads to. False is the paper's: the imagined states are constants to the
+    actor, each action learns only from its own Q-value, and on InvertedPendulum the later actions
+    of a sequence never learn to keep the pole up (docs/srl.md)."""
 
 
 # ---------------------------------------------------------------------------- networks
@@ -385,9 +393,10 @@ class SRL(SAC):
     def _temporal_recall_loss(self, obs: torch.Tensor, prev: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``mean_B sum_j alpha log pi(a_j) - min Q(s_j, a_j)`` and the log-probs (J, B).
 
-        s_0 is real; s_{j+1} = target_model(s_j, a_j) without gradient (the model is a fixed
-        simulator to the actor). Gradients reach a_j directly and, through the GRU, from every
-        later step. The J critic evaluations run as one batch.
+        s_0 is real; s_{j+1} = target_model(s_j, a_j), whose weights the actor never changes.
+        Gradients reach a_j directly and, through the GRU, from every later step; with
+        ``model_gradient`` also through s_{j+1}, s_{j+2}, ... from the later Q-values. The J critic
+        evaluations run as one batch.
         """
         hidden, action, state = self.actor.initial_hidden(obs), prev, obs
         # One noise draw and one log-prob over the whole sequence: per-step small ops dominate here.
@@ -399,7 +408,7 @@ class SRL(SAC):
             actions.append(action)
             log_stds.append(log_std)
             if j < self.J - 1:
-                with torch.no_grad():
+                with torch.set_grad_enabled(self.cfg.model_gradient):
                     state = self.model_target(state, action)
         action_seq = torch.stack(actions)  # (J, B, A)
         q = self.qf(torch.cat(states), action_seq.flatten(0, 1), detach_params=True).amin(0)  # (J * B,)
