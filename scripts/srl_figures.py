@@ -53,7 +53,7 @@ def main() -> None:
         seeds = sorted({seed for per_seed in result["fas_curves"].values() for seed in per_seed}, key=int)
         budget = report["budget"][task]
         ax.set(xlabel="primitive steps per decision", ylabel="mean return",
-               title=f"{task}, {budget / 1000:g}k steps, seeds {', '.join(seeds)}")
+               title=f"{task}, {budget / 1000:g}k steps, seed{'s' if len(seeds) > 1 else ''} {', '.join(seeds)}")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7, ncol=2, loc="best")
     fig.tight_layout()
